@@ -1,0 +1,51 @@
+# Two commands do all setup on a fresh machine:
+#   make demo   — create .venv, install, run the main job on bundled real PBMCs with the embedded DB
+#   make test   — create .venv, install (incl. the npm Cypher linter), lint, run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.cellvq-installed
+LINTDIR = tests/cypher_lint
+
+.PHONY: install demo test lint bench pretrain clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# CPU build of PyTorch from this machine's disk; GPU users: see README "GPU install".
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(LINTDIR)/node_modules/.installed: $(LINTDIR)/package.json
+	cd $(LINTDIR) && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: install
+	$(VENV)/bin/cellvq demo --out cellvq_demo
+
+lint: install
+	$(VENV)/bin/ruff check foundation cellvq_graph graphdb cellvq tests benchmarks
+
+test: install $(LINTDIR)/node_modules/.installed lint
+	$(PY) -m pytest -q tests
+
+# The exact command that produced the shipped checkpoint (foundation/pretrained/cellvq-tiny-human):
+# every human raw-count h5ad in ../shared/data, 30% of pbmc3k held out (stratified by cell type, seed 0).
+SHARED ?= ../shared/data
+pretrain: install
+	OMP_NUM_THREADS=1 $(VENV)/bin/cellvq pretrain $(SHARED)/pbmc3k_counts.h5ad \
+	  $(SHARED)/celltypist_sample_counts.h5ad $(SHARED)/kang_ifnb_pbmc_subset_counts.h5ad \
+	  $(SHARED)/papalexi_thp1_crispr_counts.h5ad --holdout foundation/pretrained/pbmc3k_holdout.tsv \
+	  --epochs 8 --lr 3e-4 --max-cells-per-file 3000 --seed 0 --name cellvq-tiny-human --no-train-state \
+	  --out foundation/pretrained/cellvq-tiny-human
+
+bench: install
+	$(PY) benchmarks/foundation.py
+	$(PY) benchmarks/graph.py
+	$(PY) benchmarks/graphdb.py
+
+clean:
+	rm -rf $(VENV) $(LINTDIR)/node_modules cellvq_demo .pytest_cache

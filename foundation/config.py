@@ -1,0 +1,100 @@
+"""Model and training configuration (plain dataclasses, serialised as JSON in checkpoints)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+QuantizerKind = Literal["soft_conditional", "ema", "none"]
+
+
+@dataclass
+class CellVQConfig:
+    """Architecture of a CellVQ model.
+
+    Presets: :meth:`tiny` (CPU, ~1M parameters), :meth:`small` (~10M), :meth:`base` (>= 100M).
+    """
+
+    n_genes: int = 0  # vocabulary size, filled from the vocabulary
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    d_ff: int = 128
+    dropout: float = 0.0
+    max_tokens: int = 256  # expressed genes per cell fed to the encoder (top by normalised value)
+    quantizer: QuantizerKind = "soft_conditional"
+    code_bits: int = 12  # soft conditional VQ: 2**code_bits codes
+    n_codes_ema: int = 512  # EMA hard VQ codebook size
+    code_hidden: int = 128  # MLP width that generates code vectors from code bits
+    d_decoder: int = 64
+    target_sum: float = 1e4  # library size normalisation of the encoder's value input
+
+    @property
+    def n_codes(self) -> int:
+        if self.quantizer == "none":
+            return 1
+        return 2**self.code_bits if self.quantizer == "soft_conditional" else self.n_codes_ema
+
+    @classmethod
+    def tiny(cls, **kw: Any) -> CellVQConfig:
+        return cls(**{**dict(d_model=64, n_layers=2, n_heads=4, d_ff=128, max_tokens=256), **kw})
+
+    @classmethod
+    def small(cls, **kw: Any) -> CellVQConfig:
+        return cls(**{**dict(d_model=256, n_layers=6, n_heads=8, d_ff=1024, max_tokens=1024), **kw})
+
+    @classmethod
+    def base(cls, **kw: Any) -> CellVQConfig:
+        base = dict(d_model=768, n_layers=14, n_heads=12, d_ff=3072, max_tokens=2048, d_decoder=256)
+        return cls(**{**base, **kw})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CellVQConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown CellVQConfig fields {sorted(unknown)}: checkpoint from another version?")
+        return cls(**d)
+
+
+@dataclass
+class TrainConfig:
+    """Pretraining hyper-parameters."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    grad_accum: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    grad_clip: float = 1.0
+    mask_ratio: float = 0.3  # share of the encoder's tokens hidden and reconstructed
+    masked_weight: float = 1.0  # extra weight of the masked genes' likelihood
+    tau_start: float = 0.3  # soft VQ temperature on cosine similarities, annealed geometrically
+    tau_end: float = 0.03
+    commit_weight: float = 0.25
+    diversity_weight: float = 0.1
+    max_cells_per_file: int | None = None  # per epoch; stops one big file from dominating
+    block_size: int = 512
+    seed: int = 0
+    bf16: bool = True  # autocast on CUDA only
+    num_workers: int = 0
+    log_every: int = 20
+    checkpoint_every: int = 0  # steps; 0 = end of each epoch
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        return cls(**d)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True)

@@ -1,0 +1,28 @@
+"""Zero-shot tasks on an embedding (``obsm["X_cellvq"]`` or any other representation).
+
+Functions take an AnnData and write documented keys, like scanpy's ``tl`` functions:
+
+- :func:`pca_baseline` - the standard scanpy PCA baseline (``obsm["X_pca_baseline"]``).
+- :func:`leiden`, :func:`cluster_scores`, :func:`best_leiden_scores` - clustering and ARI/NMI vs labels.
+- :func:`transfer_labels`, :func:`macro_f1` - reference-to-query label transfer.
+- :func:`predict_property` - cross-validated linear probe of an obs column.
+- :func:`perturbation_effects` - embedding shift and permutation test per perturbation vs control.
+"""
+
+from __future__ import annotations
+
+from foundation.tasks.annotate import macro_f1, predict_property, transfer_labels
+from foundation.tasks.clustering import best_leiden_scores, cluster_scores, leiden, pca_baseline
+from foundation.tasks.perturbation import energy_distance_test, perturbation_effects
+
+__all__ = [
+    "pca_baseline",
+    "leiden",
+    "cluster_scores",
+    "best_leiden_scores",
+    "transfer_labels",
+    "macro_f1",
+    "predict_property",
+    "perturbation_effects",
+    "energy_distance_test",
+]

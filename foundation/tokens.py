@@ -1,0 +1,76 @@
+"""Turn rows of counts (in vocabulary coordinates) into encoder tokens.
+
+A cell's tokens are its expressed genes, ordered by normalised value ``log1p(count / library * 1e4)``
+and cut to ``max_tokens``. (Dividing by each gene's typical level, as in Geneformer's rank-value
+encoding, was tried and measured worse here: it promotes rare genes seen once — ARI 0.20 vs 0.41 for an
+untrained encoder on pbmc3k.) Batches are padded only to the longest cell in the batch (variable length:
+sparse cells cost less). For pretraining, a share ``mask_ratio`` of each cell's tokens is hidden from
+the encoder and its genes are flagged in ``masked`` so that the loss can weight their reconstruction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+
+def make_batch(
+    counts: sp.csr_matrix,
+    measured: np.ndarray,
+    max_tokens: int,
+    target_sum: float = 1e4,
+    mask_ratio: float = 0.0,
+    rng: np.random.Generator | None = None,
+    with_targets: bool = True,
+) -> dict[str, torch.Tensor]:
+    counts = counts.tocsr()
+    n, n_genes = counts.shape
+    library = np.asarray(counts.sum(1)).ravel().astype(np.float32)
+    rows_ids: list[np.ndarray] = []
+    rows_vals: list[np.ndarray] = []
+    masked_rows: list[np.ndarray] = []
+    for i in range(n):
+        lo, hi = counts.indptr[i], counts.indptr[i + 1]
+        idx = counts.indices[lo:hi]
+        val = counts.data[lo:hi]
+        keep = val > 0
+        idx, val = idx[keep], val[keep]
+        norm = np.log1p(val / max(library[i], 1.0) * target_sum).astype(np.float32)
+        if len(idx) > max_tokens:
+            top = np.argpartition(-norm, max_tokens - 1)[:max_tokens]
+            idx, norm = idx[top], norm[top]
+        if mask_ratio > 0 and len(idx) > 1:
+            n_mask = max(1, int(round(mask_ratio * len(idx))))
+            perm = rng.permutation(len(idx)) if rng is not None else np.random.permutation(len(idx))
+            masked_rows.append(idx[perm[:n_mask]])
+            idx, norm = idx[perm[n_mask:]], norm[perm[n_mask:]]
+        else:
+            masked_rows.append(np.empty(0, dtype=np.int64))
+        rows_ids.append(idx)
+        rows_vals.append(norm)
+    length = max(1, max(len(r) for r in rows_ids))
+    gene_ids = np.full((n, length), n_genes, dtype=np.int64)
+    values = np.zeros((n, length), dtype=np.float32)
+    for i, (ids, vals) in enumerate(zip(rows_ids, rows_vals)):
+        gene_ids[i, : len(ids)] = ids
+        values[i, : len(ids)] = vals
+    batch = {
+        "gene_ids": torch.from_numpy(gene_ids),
+        "values": torch.from_numpy(values),
+        "pad_mask": torch.from_numpy(gene_ids == n_genes),
+        "library": torch.from_numpy(library),
+        "measured": torch.from_numpy(np.asarray(measured, dtype=bool)).unsqueeze(0),
+    }
+    if with_targets:
+        batch["counts"] = torch.from_numpy(counts.toarray().astype(np.float32))
+        if mask_ratio > 0:
+            m = np.zeros((n, n_genes), dtype=bool)
+            for i, idx in enumerate(masked_rows):
+                m[i, idx] = True
+            batch["masked"] = torch.from_numpy(m)
+    return batch
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device | str) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}

@@ -1,0 +1,184 @@
+"""Unit tests of the model's math (synthetic inputs are fine here) and of checkpoint I/O."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from scipy import stats
+
+from foundation.checkpoint import read_checkpoint, write_checkpoint
+from foundation.config import CellVQConfig
+from foundation.distributions import NegativeBinomial, ZeroInflatedNegativeBinomial
+from foundation.errors import CheckpointError
+from foundation.nn.attention import GeneSelfAttention
+from foundation.nn.encoder import GeneExpressionEncoder
+from foundation.nn.module import CellVQModule
+from foundation.nn.quantize import EMAVectorQuantizer, SoftConditionalVQ, code_to_str
+from foundation.tokens import make_batch
+
+
+def test_nb_log_prob_matches_scipy():
+    mu = torch.tensor([0.1, 1.0, 5.0, 50.0])
+    theta = torch.tensor([0.5, 2.0, 10.0, 1.0])
+    x = torch.tensor([0.0, 3.0, 5.0, 80.0])
+    ours = NegativeBinomial(mu, theta).log_prob(x).numpy()
+    p = (theta / (theta + mu)).numpy()
+    ref = stats.nbinom.logpmf(x.numpy(), theta.numpy(), p)
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_zinb_is_a_distribution_and_reduces_to_nb():
+    mu, theta, logit = torch.tensor(3.0), torch.tensor(1.5), torch.tensor(0.3)
+    x = torch.arange(0, 400).float()
+    total = ZeroInflatedNegativeBinomial(mu, theta, logit).log_prob(x).exp().sum()
+    assert abs(float(total) - 1.0) < 1e-4
+    pi = torch.sigmoid(logit)
+    p0 = ZeroInflatedNegativeBinomial(mu, theta, logit).log_prob(torch.tensor(0.0)).exp()
+    nb0 = NegativeBinomial(mu, theta).log_prob(torch.tensor(0.0)).exp()
+    assert torch.allclose(p0, pi + (1 - pi) * nb0, atol=1e-6)
+    no_zi = ZeroInflatedNegativeBinomial(mu, theta, torch.tensor(-30.0)).log_prob(x[:20])
+    assert torch.allclose(no_zi, NegativeBinomial(mu, theta).log_prob(x[:20]), atol=1e-5)
+
+
+def test_zinb_sample_moments():
+    torch.manual_seed(0)
+    d = ZeroInflatedNegativeBinomial(torch.full((200_000,), 4.0), torch.full((200_000,), 2.0), torch.full((200_000,), -1.0))
+    s = d.sample()
+    assert abs(float(s.mean()) - float(d.mean[0])) < 0.05
+    assert abs(float(s.var()) / float(d.variance[0]) - 1) < 0.05
+
+
+def test_sdpa_and_explicit_attention_agree():
+    torch.manual_seed(0)
+    att = GeneSelfAttention(32, 4).eval()
+    x = torch.randn(3, 7, 32)
+    pad = torch.zeros(3, 7, dtype=torch.bool)
+    pad[1, 5:] = True
+    y1, _ = att(x, pad)
+    y2, w = att(x, pad, return_weights=True)
+    assert torch.allclose(y1, y2, atol=1e-5)
+    assert torch.allclose(w.sum(-1), torch.ones_like(w.sum(-1)))
+    assert float(w[1, :, :, 5:].detach().abs().max()) == 0.0  # padding gets no attention
+
+
+def test_encoder_is_invariant_to_padding():
+    torch.manual_seed(0)
+    enc = GeneExpressionEncoder(50, 16, 2, 2, 32).eval()
+    ids = torch.tensor([[3, 7, 9]])
+    vals = torch.tensor([[1.0, 2.0, 0.5]])
+    p1, _, _ = enc(ids, vals, torch.zeros(1, 3, dtype=torch.bool))
+    ids2 = torch.tensor([[3, 7, 9, 50, 50]])
+    vals2 = torch.tensor([[1.0, 2.0, 0.5, 0.0, 0.0]])
+    p2, _, _ = enc(ids2, vals2, ids2 == 50)
+    assert torch.allclose(p1, p2, atol=1e-5)
+
+
+def test_soft_conditional_vq_codes_and_annealing():
+    torch.manual_seed(0)
+    q = SoftConditionalVQ(16, bits=6, hidden=32)
+    cb = q.codebook()
+    assert cb.shape == (64, 16)
+    assert torch.allclose(cb.norm(dim=-1), torch.ones(64), atol=1e-5)
+    assert code_to_str(17 * 64 + 42, 4096) == "17-42"
+    z = torch.randn(32, 16)
+    q.train()
+    ents = []
+    for tau in (1.0, 0.1, 0.01):
+        q.tau.fill_(tau)
+        p = q(z).probs
+        ents.append(float(-(p * (p + 1e-12).log()).sum(-1).mean()))
+    assert ents[0] > ents[1] > ents[2]  # lower temperature -> harder assignment
+    q.eval()
+    out = q(z)
+    assert torch.allclose(out.z_q, cb[out.codes], atol=1e-6)
+
+
+def test_ema_vq_finds_clusters_and_reseeds_dead_codes():
+    torch.manual_seed(0)
+    centers = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    labels = torch.randint(0, 4, (2000,))
+    z = centers[labels] + 0.05 * torch.randn(2000, 8)
+    q = EMAVectorQuantizer(8, n_codes=16, decay=0.9).train()
+    for _ in range(50):
+        out = q(z)
+    q.eval()
+    codes = q(z).codes
+    # codes are pure: every used code holds (almost) only one true cluster
+    for k in codes.unique():
+        _, counts = labels[codes == k].unique(return_counts=True)
+        assert counts.max() / counts.sum() > 0.95
+    q.cluster_size[:8] = 0.0
+    assert q._reseed_dead(torch.nn.functional.normalize(z, dim=-1)) >= 8
+    assert out.perplexity > 1.5
+
+
+def test_make_batch_masks_and_pads():
+    X = sp.csr_matrix(np.array([[0, 5, 1, 0, 2, 9], [1, 0, 0, 0, 0, 0]], dtype=np.float32))
+    measured = np.array([1, 1, 1, 1, 0, 1], dtype=bool)
+    b = make_batch(X, measured, max_tokens=3, mask_ratio=0.34, rng=np.random.default_rng(0))
+    assert b["gene_ids"].shape[0] == 2
+    # row 0 keeps its 3 highest genes (5, 1?, 2, 9 -> 9, 5, 2), one masked, two fed
+    fed = set(b["gene_ids"][0][~b["pad_mask"][0]].tolist())
+    masked = set(np.flatnonzero(b["masked"][0].numpy()).tolist())
+    assert len(fed) == 2 and len(masked) == 1 and (fed | masked) == {1, 4, 5}
+    assert b["library"].tolist() == [17.0, 1.0]
+
+
+def test_module_loss_is_finite_and_backprops():
+    torch.manual_seed(0)
+    cfg = CellVQConfig.tiny(n_genes=30, code_bits=6)
+    m = CellVQModule(cfg)
+    X = sp.random(8, 30, density=0.4, format="csr", random_state=0, dtype=np.float32)
+    X.data = np.ceil(X.data * 10)
+    b = make_batch(X, np.ones(30, bool), 16, mask_ratio=0.3, rng=np.random.default_rng(0))
+    out = m(b)
+    assert torch.isfinite(out["loss"])
+    out["loss"].backward()
+    assert m.encoder.gene_embedding.weight.grad is not None
+
+
+def test_base_config_has_over_100m_parameters():
+    cfg = CellVQConfig.base(n_genes=20000)
+    with torch.device("meta"):
+        m = CellVQModule(cfg)
+    assert sum(p.numel() for p in m.parameters()) >= 100_000_000
+
+
+def test_checkpoint_roundtrip_and_errors(tmp_path):
+    state = {"w": torch.arange(6.0).reshape(2, 3)}
+    p = write_checkpoint(tmp_path / "ck", state, {"config": {"a": 1}}, {"symbols": ["A"]})
+    s2, cfg, vocab = read_checkpoint(p)
+    assert torch.equal(s2["w"], state["w"]) and cfg["config"] == {"a": 1} and vocab == {"symbols": ["A"]}
+    # corrupt weights
+    (p / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        read_checkpoint(p)
+    # wrong kind of checkpoint
+    write_checkpoint(p, state, {"config": {}}, {})
+    meta = json.loads((p / "config.json").read_text())
+    meta["format"] = "cellvq-graph"
+    (p / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="not a CellVQ checkpoint"):
+        read_checkpoint(p)
+    with pytest.raises(CheckpointError, match="not a CellVQ checkpoint folder"):
+        read_checkpoint(tmp_path / "nowhere")
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    import foundation.checkpoint as ck
+
+    p = write_checkpoint(tmp_path / "ck", {"w": torch.ones(2)}, {"config": {"v": 1}}, {})
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ck, "save_file", boom)
+    with pytest.raises(RuntimeError):
+        write_checkpoint(p, {"w": torch.zeros(2)}, {"config": {"v": 2}}, {})
+    s, cfg, _ = read_checkpoint(p)  # the old checkpoint is intact, no temp folders left
+    assert cfg["config"] == {"v": 1} and torch.equal(s["w"], torch.ones(2))
+    assert [x.name for x in tmp_path.iterdir()] == ["ck"]
