@@ -226,9 +226,9 @@ def _place_labels(ax, items, *, fontsize: float = 9.0, obstacles=None, obstacle_
     """Draw labels near their anchor points without overlapping each other (a small force-free repel).
 
     ``items``: ``(text, x, y, (dx, dy))`` with the anchor in data coordinates and the preferred offset of
-    the label centre in points, optionally followed by a dict of text keywords for that label. ``obstacles``: extra data points (e.g. all nodes) labels should not cover.
-    Labels pushed far from their anchor get a thin leader line. Works in display units, so call it after
-    the axes limits are final.
+    the label centre in points, optionally followed by a dict of text keywords for that label.
+    ``obstacles``: extra data points (e.g. all nodes) labels should not cover. Labels pushed far from
+    their anchor get a thin leader line. Works in display units, so call it after the axes limits are final.
     """
     if not items:
         return []
@@ -239,16 +239,24 @@ def _place_labels(ax, items, *, fontsize: float = 9.0, obstacles=None, obstacle_
     T = ax.transData
     items = [tuple(it) + ({},) if len(it) == 4 else tuple(it) for it in items]
     anchors = T.transform(np.array([[it[1], it[2]] for it in items], dtype=float))
-    lines = [str(t).split("\n") for t, *_ in items]
-    w = np.array([(0.60 * fontsize * max(len(x) for x in ln) + 3) * px for ln in lines])
-    h = np.array([(1.25 * fontsize * len(ln) + 1) * px for ln in lines])
+    # measure each label as it will be drawn (font, weight, lines) with the figure's renderer
+    renderer = fig.canvas.get_renderer()
+    w, h = np.zeros(len(items)), np.zeros(len(items))
+    for k, it in enumerate(items):
+        probe = ax.text(0, 0, it[0], fontsize=fontsize, **{**text_kw, **it[4]})
+        bb = probe.get_window_extent(renderer)
+        w[k], h[k] = bb.width + 3 * px, bb.height + 1 * px
+        probe.remove()
     want = anchors + np.array([[it[3][0] * px, it[3][1] * px] for it in items], dtype=float)
     pos = want.copy()
     obs = T.transform(np.asarray(obstacles, dtype=float)) if obstacles is not None and len(obstacles) else None
     r_ob = obstacle_pt * px
     bbox = ax.get_window_extent()
     n = len(items)
-    for _ in range(iterations):
+    # phase 1: labels repel each other and the nodes, with a weak pull home; phase 2: labels only, so
+    # no two labels overlap in the end even where nodes are dense
+    for it in range(iterations + 200):
+        avoid_nodes = it < iterations
         moved = False
         for i in range(n):
             for j in range(i + 1, n):
@@ -265,7 +273,7 @@ def _place_labels(ax, items, *, fontsize: float = 9.0, obstacles=None, obstacle_
                         step = (oy / 2 + 0.5) * (1 if d[1] >= 0 else -1)
                         pos[i, 1] -= step
                         pos[j, 1] += step
-            if obs is not None:
+            if avoid_nodes and obs is not None:
                 d = obs - pos[i]
                 ox = w[i] / 2 + r_ob - np.abs(d[:, 0])
                 oy = h[i] / 2 + r_ob - np.abs(d[:, 1])
@@ -278,11 +286,14 @@ def _place_labels(ax, items, *, fontsize: float = 9.0, obstacles=None, obstacle_
                         pos[i, 0] -= (ox[k] + 0.5) * (1 if d[k, 0] >= 0 else -1)
                     else:
                         pos[i, 1] -= (oy[k] + 0.5) * (1 if d[k, 1] >= 0 else -1)
-        pos += 0.02 * (want - pos)  # a weak pull back toward the preferred place
+        if avoid_nodes:
+            pos += 0.02 * (want - pos)  # a weak pull back toward the preferred place
         pos[:, 0] = np.clip(pos[:, 0], bbox.x0 + w / 2, bbox.x1 - w / 2)
         pos[:, 1] = np.clip(pos[:, 1], bbox.y0 + h / 2, bbox.y1 - h / 2)
-        if not moved:
+        if not moved and not avoid_nodes:
             break
+        if not moved and avoid_nodes:
+            continue
     inv = T.inverted()
     data_pos = inv.transform(pos)
     texts = []
@@ -597,21 +608,26 @@ def _fig_subtype_graph(res, label_key: str | None, palette: dict):
 
 
 def _module_table(G: nx.DiGraph, max_modules: int = 8) -> list[dict[str, Any]]:
-    """The largest modules: id, genes (hubs first by weighted degree), TFs, hubs."""
+    """The largest modules by total edge weight inside them (a module of many weak edges between lowly
+    expressed genes ranks below a tight module of marker genes): id, genes (hubs first by weighted degree),
+    TFs, hubs, edges, weight."""
     und = G.to_undirected()
     mods: dict[int, list[str]] = {}
     for n, d in G.nodes(data=True):
         mods.setdefault(int(d.get("module", -1)), []).append(n)
     rows = []
-    for m, genes in sorted(mods.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:max_modules]:
+    for m, genes in mods.items():
         if len(genes) < 3:
-            break
+            continue
         sub = und.subgraph(genes)
         deg = dict(sub.degree(weight="weight"))
         ranked = sorted(genes, key=lambda x: (-deg[x], x))
         tfs = [g for g in ranked if G.nodes[g].get("is_tf")]
-        rows.append({"module": m, "genes": ranked, "tfs": tfs, "hubs": ranked[:3], "edges": sub.number_of_edges()})
-    return rows
+        weight = float(sum(d.get("weight", 1.0) for *_, d in sub.edges(data=True)))
+        rows.append({"module": m, "genes": ranked, "tfs": tfs, "hubs": ranked[:3], "edges": sub.number_of_edges(),
+                     "weight": weight})
+    rows.sort(key=lambda r: (-r["weight"], -len(r["genes"]), r["module"]))
+    return rows[:max_modules]
 
 
 def _fig_gene_modules(G: nx.DiGraph, max_modules: int = 8):
@@ -649,12 +665,13 @@ def _fig_gene_modules(G: nx.DiGraph, max_modules: int = 8):
         tf_labels = [(g, *pos[g], (0.0, 9.0), {"weight": "normal"}) for g in labels if g not in row["hubs"]]
         node_xy = np.array([pos[g] for g in sub])
         _place_labels(ax, hubs + tf_labels, fontsize=9, obstacles=node_xy, obstacle_pt=3, weight="bold")
-        ax.set_title(f"module {row['module']}: {len(row['genes'])} genes, {len(row['tfs'])} TFs",
+        ax.set_title(f"module {row['module']}: {len(row['genes'])} genes, {len(row['tfs'])} TFs\n"
+                     f"hubs: {', '.join(row['hubs'])}",
                      fontsize=11, color=colour, weight="bold")
     n_mod = len({d.get("module") for _, d in G.nodes(data=True)})
     fig.suptitle(
         f"Gene network modules (Leiden): {G.number_of_nodes():,} genes, {G.number_of_edges():,} edges, "
-        f"{n_mod} modules; the {len(mods)} largest shown",
+        f"{n_mod} modules; the {len(mods)} largest by total edge weight shown",
         fontsize=14, y=0.995,
     )
     handles = [
@@ -807,16 +824,17 @@ def _markdown(res, label_key: str | None, figures: list[str], top_codes: int) ->
     # modules
     mods = _module_table(res.network)
     lines += ["", "## Gene modules", "", "![gene modules](gene_modules.png)", ""]
-    lines.append("Leiden modules of the attention/gene-embedding network; genes listed by weighted degree "
-                 "(hubs first), TFs in bold.")
+    lines.append("Leiden modules of the attention/gene-embedding network, the largest by total edge weight; "
+                 "genes listed by weighted degree (hubs first), TFs in bold.")
     lines.append("")
     rows = []
     for m in mods:
         tfs = set(m["tfs"])
         genes = [f"**{g}**" if g in tfs else g for g in m["genes"][:15]]
         more = f" (+{len(m['genes']) - 15})" if len(m["genes"]) > 15 else ""
-        rows.append([m["module"], len(m["genes"]), m["edges"], ", ".join(genes) + more, ", ".join(m["tfs"][:8]) or "-"])
-    lines.append(_md_table(["module", "genes", "edges", "genes (hubs first)", "TFs"], rows))
+        rows.append([m["module"], len(m["genes"]), m["edges"], f"{m['weight']:.1f}", ", ".join(genes) + more,
+                     ", ".join(m["tfs"][:8]) or "-"])
+    lines.append(_md_table(["module", "genes", "edges", "edge weight", "genes (hubs first)", "TFs"], rows))
 
     # timings
     lines += ["", "## Timings", ""]

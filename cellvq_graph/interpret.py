@@ -9,10 +9,13 @@ Marker ranking (why a contrast)
 A cell attends only to its top-k expressed genes, and some genes (ribosomal proteins, ``MALAT1``, ``FTL``
 ...) are in nearly every cell's top-k. The raw mean attention of a state therefore ranks ubiquitous genes
 first; that is the paper's read-out and :func:`code_markers` returns it for comparability. :func:`markers`
-contrasts instead: per gene, ``score = mean attention over the state's cells - mean attention over all
-other cells`` (a cell that does not attend to the gene counts as 0), kept only where the gene is attended
-in at least ``min_frac`` of the state's cells. ``contrast="max"`` compares against the highest other
-state instead of the pooled rest (stricter: a gene shared with one other state drops). Columns also give
+contrasts instead: per gene, ``score = mean attention over the state's cells - the highest mean attention
+among the other states`` (``contrast="max"``, default; a cell that does not attend to the gene counts as
+0), kept only where the gene is attended in at least ``min_frac`` of the state's cells, so a marker has to
+set its state apart from every other state, including the closest one. ``contrast="rest"`` subtracts the
+mean over all other cells instead (a gene shared with one related state can still rank high). On PBMC 3k
+(shipped checkpoint, three training seeds) "max" gave canonical-marker precision@10 0.475-0.625 and
+"rest" 0.40-0.525. Columns also give
 the fraction of the state's cells expressing the gene and scanpy-style log2 fold change of normalised
 expression, so attention ranks can be read next to the usual statistics.
 """
@@ -153,7 +156,7 @@ def markers(
     groupby: str = "cellvq_code",
     *,
     groups: Mapping[str, Sequence[str]] | None = None,
-    contrast: str = "rest",
+    contrast: str = "max",
     min_frac: float = 0.1,
     min_cells: int = 3,
     n_top: int | None = 100,
@@ -169,7 +172,7 @@ def markers(
     groups
         Optional pooling of values, e.g. ``{"T": ["Naive CD4 T", "Memory CD4 T", "CD8 T"]}``.
     contrast
-        ``"rest"``: minus the mean over all other cells; ``"max"``: minus the highest other state.
+        ``"max"``: minus the highest other state (default); ``"rest"``: minus the mean over all other cells.
     min_frac
         Minimum fraction of the state's cells attending to the gene.
     n_top
@@ -524,7 +527,7 @@ def gene_network(
     adata,
     *,
     n_edges_per_gene: int = 5,
-    min_weight: float = 0.25,
+    min_weight: float = 0.1,
     attention_weight: float = 0.5,
     tfs: set[str] | None = None,
     resolution: float = 1.0,

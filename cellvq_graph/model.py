@@ -125,6 +125,7 @@ class CellVQGraph:
         self.config = config
         self.net = net if net is not None else config.build()
         self.history: list[dict[str, float]] = []
+        self.graph: HeteroData | None = None  # set by cellvq_graph.tl.fit to the graph it trained on
 
     # ---------------------------------------------------------------------------------------------- create
     @classmethod
@@ -473,7 +474,12 @@ class CellVQGraph:
         uns["genes"] = list(gi.genes)
         uns["state_keys"] = list(gi.state_keys)
         uns["property_kinds"] = list(gi.property_kinds)
-        uns["readout"] = {"mode": ro.mode, "embedding": embedding, "top_k": int(gi.top_k), "n_genes": len(gi.genes)}
+        uns["readout"] = {
+            "mode": ro.mode,
+            "embedding": embedding,
+            "top_k": int(gi.top_k),
+            "n_genes": len(gi.genes),
+        }
         uns["params"] = {
             k: v
             for k, v in asdict(self.config).items()

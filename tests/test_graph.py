@@ -22,9 +22,10 @@ from cellvq_graph.build import GENE_CELL
 T_POOL = {"T": ["Naive CD4 T", "Memory CD4 T", "CD8 T"]}
 EVAL = ["B", "NK", "CD14+ Mono", "T"]
 
-# Floors set just below the values measured on the shipped checkpoint (see the final report / benchmark).
+# Floors set just below what was measured with the shipped checkpoint over three training seeds
+# (attention precision@10 0.475-0.625 with the default contrast; Wilcoxon 0.40; benchmarks/graph.py).
 ATT_FLOOR = 0.4
-ATT_VS_WILCOXON = 0.2
+ATT_VS_WILCOXON = 0.05
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +147,7 @@ def test_subtypes_separate_naive_and_memory_cd4(run):
     ari = adjusted_rand_score(truth, labels)
     print(f"\nsubtypes of CD4 T: {labels.value_counts().to_dict()} ARI vs naive/memory {ari:.3f}")
     assert labels.nunique() == 2
-    assert ari > 0.1
+    assert ari > 0.5  # measured 0.74-0.83 over three seeds
     assert len(mk) > 0 and set(mk["state"]) <= set(labels)
     assert adata.obs["cellvq_graph_subtype"].notna().sum() == len(labels)
 
@@ -225,7 +226,7 @@ def test_integrated_gradients_and_agreement_with_attention(run, tmp_path):
     att = cg.markers(adata, "cell_type", groups=T_POOL, n_top=None)
     agree = cg.attribution_agreement(ig, att)
     print(f"\nIG precision@10 {np.mean(list(prec.values())):.3f} {prec}\n{agree.to_string()}")
-    assert np.mean(list(prec.values())) >= 0.2
+    assert np.mean(list(prec.values())) >= 0.3  # measured 0.375-0.475
     # the two explanations agree beyond chance: positive rank correlation in every evaluated state
     assert (agree["spearman"] > 0).all()
     assert agree["overlap@20"].mean() > 0.2

@@ -1,6 +1,8 @@
 """The notebooks run top to bottom on real data (nbclient), and are committed without outputs.
 
 01 computes the run once into ``$CELLVQ_NB_DIR``; 02-04 reuse it, so they run in order in one folder.
+The test sets ``CELLVQ_NB_GRAPH_EPOCHS=40`` (notebook default 100) to keep CI time down; the notebooks'
+own assertions (canonical markers, the cytotoxic module) must hold at that setting too.
 Each notebook also runs alone (it computes the run when the folder holds none): checked for 02 in a
 separate, empty folder only when ``CELLVQ_NB_STANDALONE=1`` (it repeats the whole job).
 """
@@ -69,6 +71,10 @@ def _execute(name: str, workdir: Path, env: dict[str, str]) -> nbformat.Notebook
     return nb
 
 
+def _n_images(nb) -> int:
+    return sum("image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", []))
+
+
 def _outputs_text(nb) -> str:
     parts = []
     for cell in nb.cells:
@@ -85,7 +91,7 @@ def executed(tmp_path_factory):
     work = tmp_path_factory.mktemp("notebooks")
     run_dir = work / "run"
     env = {"CELLVQ_NB_DIR": str(run_dir), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-           "MPLBACKEND": "Agg"}
+           "CELLVQ_NB_GRAPH_EPOCHS": os.environ.get("CELLVQ_NB_GRAPH_EPOCHS", "40")}
     return {name: _execute(name, work, env) for name in NOTEBOOKS}, run_dir
 
 
@@ -95,9 +101,7 @@ def test_01_quickstart(executed):
     assert (run_dir / "report" / "report.md").is_file()
     text = _outputs_text(books["01_quickstart.ipynb"])
     assert "step: graph" in text and "MS4A1" in text
-    # figures are shown inline
-    assert any("image/png" in out.get("data", {}) for c in books["01_quickstart.ipynb"].cells
-               for out in c.get("outputs", []))
+    assert _n_images(books["01_quickstart.ipynb"]) == 2  # report figures shown inline
 
 
 def test_02_reuses_the_run_and_refuses_writes(executed):
@@ -116,10 +120,12 @@ def test_03_subtypes(executed):
     text = _outputs_text(books["03_exploring_subtype_graphs.ipynb"])
     assert f"reusing the run in {run_dir}" in text
     assert "subtypes" in text and "ipycytoscape" in text
+    assert _n_images(books["03_exploring_subtype_graphs.ipynb"]) == 3  # subtype graph, UMAPs, store graph
 
 
 def test_04_exports(executed):
     books, run_dir = executed
+    assert _n_images(books["04_exporting_gene_networks.ipynb"]) == 1  # the cytotoxic module
     grn = run_dir / "grn"
     names = {p.name for p in grn.iterdir()}
     for name in ("store_grn.graphml", "store_grn.cyjs", "store_grn.csv", "store_grn.sif",
@@ -138,7 +144,7 @@ def test_04_exports(executed):
 @pytest.mark.skipif(os.environ.get("CELLVQ_NB_STANDALONE") != "1",
                     reason="repeats the whole job; set CELLVQ_NB_STANDALONE=1")
 def test_a_notebook_runs_alone(tmp_path):
-    env = {"CELLVQ_NB_DIR": str(tmp_path / "alone"), "MPLBACKEND": "Agg",
-           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env = {"CELLVQ_NB_DIR": str(tmp_path / "alone"), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+           "CELLVQ_NB_GRAPH_EPOCHS": os.environ.get("CELLVQ_NB_GRAPH_EPOCHS", "40")}
     nb = _execute("02_marker_genes_with_cypher.ipynb", tmp_path, env)
     assert "computing one on pbmc3k" in _outputs_text(nb)
