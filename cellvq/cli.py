@@ -152,6 +152,10 @@ def _run_job(input: Path, db: str, out_dir: Path | None, model_dir: Path | None,
     from cellvq import pipeline
     from cellvq.io import read_h5ad_checked
 
+    if str(db).startswith(("bolt://", "neo4j://", "bolt+s://", "neo4j+s://", "bolt+ssc://", "neo4j+ssc://")):
+        import graphdb
+
+        graphdb.open_store(db).close()  # fail fast on an unreachable server or wrong credentials
     adata = read_h5ad_checked(input)
     model = foundation.CellVQ.load(model_dir) if model_dir else None
     steps = ["embed", "graph", "markers", "subtypes", "gene_network", "tables", "store"]

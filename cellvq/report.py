@@ -498,9 +498,10 @@ def _fig_subtype_graph(res, label_key: str | None, palette: dict):
     subtype_of = t.subtype_of if t.subtype_of is not None else pd.DataFrame(columns=["stateId", "parentStateId"])
     main_kind = "cellType" if (states["kind"] == "cellType").any() else "code"
     mains = states.loc[states["kind"] == main_kind].sort_values("nCells", ascending=False)["stateId"].tolist()
-    if main_kind == "code":  # many codes: the bridged ones (at most 20), else the 12 largest
+    if main_kind == "code":  # many codes: the 12 largest plus the bridged ones, at most 20
         bridged = set(bridges["stateA"]) | set(bridges["stateB"])
-        mains = [s for s in mains if s in bridged][:20] or mains[:12]
+        keep = set(mains[:12]) | set([s for s in mains if s in bridged][:20])
+        mains = [s for s in mains if s in keep][:20]
     weights = {(r.stateA, r.stateB): float(r.nCells) for r in bridges.itertuples(index=False)}
     order = _circle_order(mains, weights)
     children: dict[str, list[str]] = {}
@@ -583,19 +584,22 @@ def _fig_subtype_graph(res, label_key: str | None, palette: dict):
 
     n_inter = int(len(res.intermediates))
     kind_word = "cell types" if main_kind == "cellType" else "cell codes"
+    split = (f"{len(children)} split into {len(parent_of)} subtypes" if parent_of
+             else "no subtypes" + (" (subtypes need a label column)" if main_kind == "code" else ""))
     fig.suptitle(
-        f"States, subtypes and bridges\n{len(order)} {kind_word}; {len(children)} split into "
-        f"{len(parent_of)} subtypes; {n_inter:,} intermediate cells in {len(shown)} bridges",
+        f"States, subtypes and bridges\n{len(order)} {kind_word}; {split}; "
+        f"{n_inter:,} intermediate cells in {len(shown)} bridges",
         fontsize=13, x=0.37, y=0.97,
     )
     ref = sorted({v for v in (5, 10, 25, 50, 100, 250, 500, 1000) if v <= max_cells}, reverse=True)[:3][::-1]
     handles = [
         Line2D([], [], marker="o", ls="", markersize=14, markerfacecolor="#999999", markeredgecolor="black",
                label="cell type" if main_kind == "cellType" else "cell code"),
+    ] + ([
         Line2D([], [], marker="o", ls="", markersize=10, markerfacecolor="#dddddd", markeredgecolor="#777777",
                label="subtype (Leiden), ':k (cells)'"),
         Line2D([], [], color="#555555", lw=1.2, ls=(0, (3, 2)), label="SUBTYPE_OF"),
-    ] + [
+    ] if parent_of else []) + [
         Line2D([], [], color="#d95f02", alpha=0.55, lw=width(v), label=f"BRIDGES: {v} cells") for v in ref
     ]
     leg = fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.72, 0.85), frameon=False, fontsize=10,

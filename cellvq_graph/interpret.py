@@ -337,9 +337,12 @@ def subtypes(
     """Split one cell type (or a pooled list of types) into subtypes of the graph embedding.
 
     Leiden clustering (igraph implementation, ``resolution``) of the kNN graph of the type's cells in
-    ``obsm[use_rep]``; with ``n_subtypes`` the resolution is searched (bisection) until Leiden returns that
-    many subtypes (the closest it reaches otherwise); each subtype then gets attention markers contrasted against the other subtypes of
-    the same type. Labels go into ``obs[key_added]`` (NaN outside the type).
+    ``obsm[use_rep]`` (default: the graph embedding, i.e. what the graph infers about each cell from its
+    genes, see :meth:`CellVQGraph.attention`). With ``n_subtypes`` the resolution is bisected until Leiden
+    returns that many subtypes (or the closest it gets). Each subtype then gets attention markers
+    contrasted against the other subtypes of the same type. Labels go into ``obs[key_added]`` (NaN outside
+    the type). When the graph was built with ``cell_type`` as a property, the embedding was trained to
+    predict it, so subtypes that match annotated sub-labels partly reflect that supervision.
 
     Returns ``(labels, markers)``: a Series of subtype labels ``"<type>:<k>"`` indexed by cell name, and the
     subtype markers DataFrame.
