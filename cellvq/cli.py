@@ -198,7 +198,7 @@ def _print_markers(res, db: str, top: int) -> None:
         _print_table(pd.DataFrame(rows, columns=["state", "markers (best first)"]))
         text = getattr(queries, "MARKERS", None)
         if text is not None:
-            out.print(getattr(text, "text", text))
+            out.print(getattr(text, "text", text), markup=False, highlight=False)
 
 
 _DB_HELP = "Graph store: a folder/file path (embedded LadybugDB) or bolt:// / neo4j:// URI (Neo4j)."

@@ -219,7 +219,7 @@ def _loss(
     else:
         loss_edge = z.sum() * 0.0
     loss = loss_cls + edge_loss_weight * loss_edge + entropy_weight * loss_ent
-    stats.update(loss=float(loss), loss_cls=float(loss_cls), loss_edge=float(loss_edge))
+    stats.update(loss=float(loss.detach()), loss_cls=float(loss_cls.detach()), loss_edge=float(loss_edge.detach()))
     return loss, stats
 
 

@@ -34,23 +34,6 @@ log = logging.getLogger("foundation")
 PRETRAINED_NAME = "cellvq-tiny-human"
 
 
-def _as_paths(data: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
-    items = [data] if isinstance(data, (str, os.PathLike)) else list(data)
-    out: list[Path] = []
-    for it in items:
-        p = Path(it)
-        if p.is_dir():
-            found = sorted(p.glob("*.h5ad"))
-            if not found:
-                raise FileNotFoundError(f"folder {p} holds no .h5ad files; pass h5ad files or a folder of them")
-            out.extend(found)
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise FileNotFoundError(f"{p} does not exist; pass h5ad files or a folder of them")
-    return out
-
-
 def build_vocab_from_files(paths: Sequence[Path], min_cells: int = 3, max_genes: int | None = None, block: int = 4096):
     """A vocabulary of the genes detected in >= ``min_cells`` cells of at least one file.
 
@@ -173,7 +156,9 @@ class CellVQ:
 
         train = train or TrainConfig()
         info = distributed.setup(device)
-        paths = _as_paths(data)
+        from foundation.data.stream import resolve_paths
+
+        paths = resolve_paths(data)
         seed_everything(train.seed)
         if resume is not None:
             model = cls.load(resume)

@@ -254,7 +254,7 @@ class _FileInfo:
     alignment: GeneAlignment
 
 
-def _resolve_paths(paths_or_folder: str | Path | Sequence[str | Path]) -> list[Path]:
+def resolve_paths(paths_or_folder: str | Path | Sequence[str | Path]) -> list[Path]:
     items = [paths_or_folder] if isinstance(paths_or_folder, str | Path) else list(paths_or_folder)
     out: list[Path] = []
     for it in items:
@@ -335,7 +335,7 @@ class CountsStream(IterableDataset):
             raise ValueError(f"block_size must be >= 1, got {block_size}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
-        self.paths = _resolve_paths(paths_or_folder)
+        self.paths = resolve_paths(paths_or_folder)
         self.vocab = vocab
         self.block_size = int(block_size)
         self.shuffle = bool(shuffle)
