@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 QuantizerKind = Literal["soft_conditional", "ema", "none"]
@@ -83,10 +83,7 @@ class TrainConfig:
     block_size: int = 512
     seed: int = 0
     bf16: bool = True  # autocast on CUDA only
-    num_workers: int = 0
     log_every: int = 20
-    checkpoint_every: int = 0  # steps; 0 = end of each epoch
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

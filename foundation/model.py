@@ -176,10 +176,9 @@ class CellVQ:
         if holdout:
             n_cells -= len(holdout)
         if resume is None:
-            from foundation.train.trainer import gene_statistics, svd_gene_init
+            from foundation.train.trainer import gene_frequencies, svd_gene_init
 
-            freq, _ = gene_statistics(stream, len(model.vocab), model.config.target_sum)
-            model.module.decoder.init_from_frequencies(freq)
+            model.module.decoder.init_from_frequencies(gene_frequencies(stream, len(model.vocab)))
             top, vec = svd_gene_init(stream, len(model.vocab), model.config.d_model, seed=train.seed)
             model.module.encoder.init_gene_embeddings(torch.from_numpy(top), torch.from_numpy(vec))
         trainer = Trainer(model.module, train, info)
@@ -228,7 +227,7 @@ class CellVQ:
         docs/CONTRACTS.md section 1. Nothing is written unless every cell was embedded."""
         from foundation.data import align_genes, check_unique_genes, get_counts, to_vocab_csr
 
-        check_unique_genes(adata, var_key=var_key) if var_key else check_unique_genes(adata)
+        check_unique_genes(adata, var_key=var_key)
         counts = get_counts(adata, layer=layer)
         alignment = align_genes(adata, self.vocab, layer=layer, var_key=var_key, min_match=min_match)
         vc = to_vocab_csr(counts, alignment, len(self.vocab))
@@ -256,13 +255,13 @@ class CellVQ:
             batch = to_device(make_batch(rows, measured, self.config.max_tokens, self.config.target_sum,
                                          with_targets=False), dev)
             out = module.encode(batch["gene_ids"], batch["values"], batch["pad_mask"])
-            z[s : s + len(rows.indptr) - 1] = out.z.float().cpu().numpy()
-            zq[s : s + len(rows.indptr) - 1] = out.z_q.float().cpu().numpy()
-            codes[s : s + len(rows.indptr) - 1] = out.codes.cpu().numpy()
+            e = s + rows.shape[0]
+            z[s:e] = out.z.float().cpu().numpy()
+            zq[s:e] = out.z_q.float().cpu().numpy()
+            codes[s:e] = out.codes.cpu().numpy()
             if den is not None:
                 dist = module.decoder(out.z_q, module.gene_embeddings(), batch["library"], batch["measured"])
-                mu = dist.mean.float().cpu().numpy()
-                den[s : s + mu.shape[0], matched_vars] = mu[:, alignment.var_index[matched_vars]]
+                den[s:e, matched_vars] = dist.mean.float().cpu().numpy()[:, alignment.var_index[matched_vars]]
         seconds = time.perf_counter() - t0
         gene_emb = self.module.gene_embeddings().detach().float().cpu().numpy()
         varm = np.zeros((adata.n_vars, gene_emb.shape[1]), np.float32)

@@ -58,14 +58,11 @@ class TrainResult:
 
 
 @torch.no_grad()
-def gene_statistics(stream, n_genes: int, target_sum: float = 1e4, max_blocks: int = 32):
-    """From the first ``max_blocks`` blocks: (1) each gene's mean share of a cell's counts among datasets
-    that measured it (starts the decoder at the corpus's mean profile) and (2) its mean normalised
-    expression among the cells expressing it (the encoder's per-gene scale, see tokens.py)."""
+def gene_frequencies(stream, n_genes: int, max_blocks: int = 32) -> torch.Tensor:
+    """Each gene's mean share of a cell's counts over the first ``max_blocks`` blocks, among datasets that
+    measured it: the decoder starts at this corpus mean profile."""
     num = np.zeros(n_genes)
     den = np.zeros(n_genes)
-    nz_sum = np.zeros(n_genes)
-    nz_n = np.zeros(n_genes)
     for i, block in enumerate(stream):
         if i >= max_blocks:
             break
@@ -75,12 +72,8 @@ def gene_statistics(stream, n_genes: int, target_sum: float = 1e4, max_blocks: i
         frac = c[ok].multiply(1.0 / lib[ok][:, None]).tocsr()
         num += np.asarray(frac.sum(0)).ravel()
         den += ok.sum() * block.measured
-        nz_sum += np.asarray(frac.sum(0)).ravel() * target_sum
-        nz_n += np.diff(frac.tocsc().indptr)
     freq = np.where(den > 0, num / np.maximum(den, 1), 0.0)
-    scale = np.where(nz_n > 0, nz_sum / np.maximum(nz_n, 1), 1.0)
-    return (torch.from_numpy(freq / max(freq.sum(), 1e-12)).float(),
-            torch.from_numpy(np.maximum(scale, 1e-3)).float())
+    return torch.from_numpy(freq / max(freq.sum(), 1e-12)).float()
 
 
 @torch.no_grad()
