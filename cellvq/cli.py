@@ -48,6 +48,8 @@ def pretrain(
     batch_size: int = 64,
     lr: float = 1e-3,
     grad_accum: int = 1,
+    contrastive_weight: Annotated[float, typer.Option(
+        help="Weight of the cross-view objective (thinned, re-masked view of each cell; 0 turns it off).")] = 1.0,
     max_tokens: Annotated[int | None, typer.Option(help="Expressed genes per cell fed to the encoder.")] = None,
     max_genes: Annotated[int | None, typer.Option(help="Cap on the vocabulary size.")] = None,
     max_cells_per_file: Annotated[int | None, typer.Option(help="Per epoch, so one big file cannot dominate.")] = None,
@@ -73,7 +75,7 @@ def pretrain(
             kw["max_tokens"] = max_tokens
         cfg = presets[preset](**kw)
         tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, grad_accum=grad_accum,
-                         max_cells_per_file=max_cells_per_file, seed=seed)
+                         contrastive_weight=contrastive_weight, max_cells_per_file=max_cells_per_file, seed=seed)
         hold = holdout_set(read_holdout(holdout)) if holdout else None
         model = CellVQ.pretrain(data, config=cfg, train=tc, out=out_dir, max_genes=max_genes, holdout=hold,
                                 device=device, resume=resume, name=name,

@@ -79,6 +79,11 @@ class TrainConfig:
     tau_end: float = 0.03
     commit_weight: float = 0.25
     diversity_weight: float = 0.1
+    # cross-view objective: a second view of each cell (counts binomially thinned to a random share in
+    # [thin_min, 1], other genes masked) must map to the same embedding (InfoNCE on the cosine of z)
+    contrastive_weight: float = 1.0
+    contrastive_temperature: float = 0.1
+    thin_min: float = 0.5
     max_cells_per_file: int | None = None  # per epoch; stops one big file from dominating
     block_size: int = 512
     seed: int = 0

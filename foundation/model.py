@@ -176,10 +176,11 @@ class CellVQ:
         if holdout:
             n_cells -= len(holdout)
         if resume is None:
-            from foundation.train.trainer import gene_frequencies, svd_gene_init
+            from foundation.train.trainer import gene_frequencies, init_sample, svd_gene_init
 
-            model.module.decoder.init_from_frequencies(gene_frequencies(stream, len(model.vocab)))
-            top, vec = svd_gene_init(stream, len(model.vocab), model.config.d_model, seed=train.seed)
+            sample = init_sample(stream, holdout, seed=train.seed)  # held-out cells never shape the start
+            model.module.decoder.init_from_frequencies(gene_frequencies(sample, len(model.vocab)))
+            top, vec = svd_gene_init(sample, len(model.vocab), model.config.d_model, seed=train.seed)
             model.module.encoder.init_gene_embeddings(torch.from_numpy(top), torch.from_numpy(vec))
         trainer = Trainer(model.module, train, info)
         if resume is not None:
@@ -222,9 +223,13 @@ class CellVQ:
         min_match: float = 0.2,
         progress: bool = True,
         return_attention: bool = False,
+        sort_by_length: bool = True,
     ):
         """Embed every cell of ``adata`` (raw counts in ``X`` or ``layer``) and write the keys of
-        docs/CONTRACTS.md section 1. Nothing is written unless every cell was embedded."""
+        docs/CONTRACTS.md section 1. Nothing is written unless every cell was embedded.
+
+        ``sort_by_length``: batch cells of similar numbers of expressed genes together (length bucketing),
+        so that little of a batch is padding; results are written back in the original cell order."""
         from foundation.data import align_genes, check_unique_genes, get_counts, to_vocab_csr
 
         check_unique_genes(adata, var_key=var_key)
@@ -249,19 +254,21 @@ class CellVQ:
         den = np.zeros((n, adata.n_vars), np.float32) if denoised else None
         matched_vars = np.flatnonzero(alignment.var_index >= 0)
         measured = alignment.measured
+        lengths = np.diff(vc.indptr)
+        order = np.argsort(lengths, kind="stable") if sort_by_length else np.arange(n)
         t0 = time.perf_counter()
         for s in tqdm(range(0, n, batch_size), desc="CellVQ embed", disable=not progress, leave=False):
-            rows = vc[s : s + batch_size]
+            idx = order[s : s + batch_size]
+            rows = vc[idx]
             batch = to_device(make_batch(rows, measured, self.config.max_tokens, self.config.target_sum,
                                          with_targets=False), dev)
             out = module.encode(batch["gene_ids"], batch["values"], batch["pad_mask"])
-            e = s + rows.shape[0]
-            z[s:e] = out.z.float().cpu().numpy()
-            zq[s:e] = out.z_q.float().cpu().numpy()
-            codes[s:e] = out.codes.cpu().numpy()
+            z[idx] = out.z.float().cpu().numpy()
+            zq[idx] = out.z_q.float().cpu().numpy()
+            codes[idx] = out.codes.cpu().numpy()
             if den is not None:
                 dist = module.decoder(out.z_q, module.gene_embeddings(), batch["library"], batch["measured"])
-                den[s:e, matched_vars] = dist.mean.float().cpu().numpy()[:, alignment.var_index[matched_vars]]
+                den[np.ix_(idx, matched_vars)] = dist.mean.float().cpu().numpy()[:, alignment.var_index[matched_vars]]
         seconds = time.perf_counter() - t0
         gene_emb = self.module.gene_embeddings().detach().float().cpu().numpy()
         varm = np.zeros((adata.n_vars, gene_emb.shape[1]), np.float32)

@@ -74,3 +74,20 @@ def make_batch(
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device | str) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def thin_counts(counts: sp.csr_matrix, rng: np.random.Generator, keep_min: float = 0.5) -> sp.csr_matrix:
+    """Binomial thinning: each cell keeps each of its UMIs with probability ``p ~ U(keep_min, 1)`` (one ``p``
+    per cell), as if it had been sequenced less deeply. Every cell keeps at least one count."""
+    counts = counts.tocsr().astype(np.float32)
+    n = counts.shape[0]
+    p = rng.uniform(keep_min, 1.0, size=n)
+    per_nz = np.repeat(p, np.diff(counts.indptr))
+    data = rng.binomial(np.rint(counts.data).astype(np.int64), per_nz).astype(np.float32)
+    out = sp.csr_matrix((data, counts.indices.copy(), counts.indptr.copy()), shape=counts.shape)
+    empty = np.flatnonzero(np.asarray(out.sum(1)).ravel() == 0)
+    for i in empty:  # a cell thinned to nothing keeps its original counts
+        lo, hi = counts.indptr[i], counts.indptr[i + 1]
+        out.data[lo:hi] = counts.data[lo:hi]
+    out.eliminate_zeros()
+    return out

@@ -57,20 +57,44 @@ def test_shipped_checkpoint_embeds_bundled_data(model, pbmc3k):
     assert kang.obsm["X_cellvq"].shape[0] == 600 and kang.uns["cellvq"]["gene_match_rate"] == 1.0
 
 
+def test_length_bucketing_keeps_cell_order(model, pbmc3k):
+    a = pbmc3k[:400].copy()
+    b = a.copy()
+    model.embed(a, batch_size=64, progress=False)  # sorted by number of expressed genes (default)
+    model.embed(b, batch_size=64, progress=False, sort_by_length=False)
+    np.testing.assert_allclose(a.obsm["X_cellvq"], b.obsm["X_cellvq"], atol=1e-4)
+    assert (a.obs["cellvq_code_id"].to_numpy() == b.obs["cellvq_code_id"].to_numpy()).mean() > 0.99
+
+
+def mean_leiden(adata, rep: str, label: str, seeds=(0, 1, 2)) -> dict[str, float]:
+    """Leiden (res 1.0) ARI/NMI against ``label``, averaged over Leiden seeds (one seed's ARI moves by
+    ~0.03 on 800 cells)."""
+    ari, nmi = [], []
+    for seed in seeds:
+        tasks.leiden(adata, use_rep=rep, resolution=1.0, key_added="_l", seed=seed)
+        s = tasks.cluster_scores(adata, label, "_l")
+        ari.append(s["ari"])
+        nmi.append(s["nmi"])
+    return {"ari": float(np.mean(ari)), "nmi": float(np.mean(nmi))}
+
+
 def test_zero_shot_clustering_beside_pca(heldout, record_property):
     _, test = heldout
-    ours = tasks.best_leiden_scores(test, use_rep="X_cellvq", label_key="cell_type")
-    pca = tasks.best_leiden_scores(test, use_rep="X_pca_baseline", label_key="cell_type")
-    record_property("ari_cellvq", ours["default"]["ari"])
-    record_property("ari_pca", pca["default"]["ari"])
-    print(f"held-out Leiden ARI: CellVQ {ours['default']['ari']:.3f}, PCA {pca['default']['ari']:.3f}")
+    ours = mean_leiden(test, "X_cellvq", "cell_type")
+    pca = mean_leiden(test, "X_pca_baseline", "cell_type")
+    record_property("ari_cellvq", ours["ari"])
+    record_property("ari_pca", pca["ari"])
+    print(f"held-out Leiden ARI (mean of 3 seeds): CellVQ {ours['ari']:.3f}, PCA {pca['ari']:.3f}")
     # shuffled labels: the embedding's structure must be far above chance
     rng = np.random.default_rng(0)
     test.obs["shuffled"] = rng.permutation(test.obs["cell_type"].to_numpy())
+    tasks.leiden(test, use_rep="X_cellvq", key_added="cellvq_leiden")
     chance = tasks.cluster_scores(test, "shuffled", "cellvq_leiden")["ari"]
-    assert ours["default"]["ari"] > chance + 0.25
-    assert ours["default"]["nmi"] > ARI_NMI_FLOOR
-    assert ours["oracle"]["ari"] >= pca["oracle"]["ari"] - PCA_MARGIN
+    assert ours["ari"] > chance + 0.4
+    assert ours["nmi"] > ARI_NMI_FLOOR
+    # PCA was fitted on these very cells (transductive); CellVQ never saw them. On pbmc3k PCA still
+    # clusters better (see README); the gap must not widen
+    assert ours["ari"] >= pca["ari"] - PCA_MARGIN
 
 
 def test_zero_shot_label_transfer(heldout):
@@ -81,12 +105,13 @@ def test_zero_shot_label_transfer(heldout):
     f_pca = tasks.macro_f1(test.obs["cell_type"], pca["predicted"])
     print(f"held-out label transfer macro-F1: CellVQ {f_ours:.3f}, PCA {f_pca:.3f}")
     assert f_ours > F1_FLOOR
+    assert f_ours >= f_pca - 0.01  # measured above PCA
 
 
 def test_codes_are_used_and_meaningful(heldout):
     _, test = heldout
     u = test.uns["cellvq"]
-    assert u["codes_used"] >= 8 and u["code_perplexity"] > 4
+    assert u["codes_used"] >= 100 and u["code_perplexity"] > 50  # measured 360 codes, perplexity 246
     s = tasks.cluster_scores(test, "cell_type", "cellvq_code")
     assert s["nmi"] > CODE_NMI_FLOOR
 
@@ -104,8 +129,15 @@ def test_kang_stimulation_is_predicted_zero_shot(model):
 
 
 def test_pbmc68k_zero_shot(model):
+    """pbmc68k_reduced is an independent dataset (other donors, 765 genes) never seen in pretraining: the
+    embedding must cluster its 10 labelled types better than PCA of its own counts."""
     a = datasets.pbmc68k()
     model.embed(a, progress=False)
+    tasks.pca_baseline(a)
+    ours = mean_leiden(a, "X_cellvq", "bulk_labels")
+    pca = mean_leiden(a, "X_pca_baseline", "bulk_labels")
+    print(f"pbmc68k Leiden ARI (mean of 3 seeds): CellVQ {ours['ari']:.3f}, PCA {pca['ari']:.3f}")
+    assert ours["ari"] > pca["ari"]
     pred = tasks.predict_property(a, "bulk_labels", use_rep="X_cellvq", cv=3)
     assert pred["accuracy"] > 0.5
 
@@ -203,9 +235,32 @@ def test_wrong_and_corrupt_checkpoints(tmp_path, model):
         foundation.CellVQ.load(tmp_path / "w")
 
 
-# floors measured on the shipped checkpoint (README "Zero-shot figures"), set just below
-# (measured: Leiden ARI 0.33 at res 1.0, oracle 0.42, NMI 0.54; kNN F1 0.76; code NMI 0.44, 101 codes)
-ARI_NMI_FLOOR = 0.45
-PCA_MARGIN = 0.4
-F1_FLOOR = 0.65
-CODE_NMI_FLOOR = 0.35
+# floors measured on the shipped checkpoint (README "Zero-shot figures"), set just below. Measured on the
+# held-out cells: Leiden ARI 0.562 (mean of 3 seeds; PCA 0.649), NMI 0.71; kNN F1 0.915 (PCA 0.891);
+# code NMI 0.465, 360 codes. pbmc68k: ARI 0.597 vs PCA 0.508.
+ARI_NMI_FLOOR = 0.62
+PCA_MARGIN = 0.12
+F1_FLOOR = 0.85
+CODE_NMI_FLOOR = 0.4
+
+
+def test_init_sample_is_balanced_and_skips_heldout_cells():
+    from foundation.data import CountsStream
+    from foundation.train.trainer import gene_frequencies, init_sample, svd_gene_init
+
+    vocab = foundation.load_pretrained().vocab
+    pbmc, kang = datasets.dataset_path("pbmc3k"), datasets.dataset_path("kang_ifnb")
+    stream = CountsStream([pbmc, kang], vocab, block_size=256, shuffle=True, seed=0)
+    s = init_sample(stream, max_cells=1000, seed=0)
+    assert [c.shape[0] for c in s.counts] == [500, 500]  # an even share, not whatever the block order gives
+    names = datasets.kang_ifnb().obs_names.astype(str)
+    hold = {(kang.name, n) for n in names[10:]}  # all but 10 kang cells held out
+    s = init_sample(stream, hold, max_cells=1000, seed=0)
+    assert [c.shape[0] for c in s.counts] == [500, 10]
+    freq = gene_frequencies(s, len(vocab))
+    assert abs(float(freq.sum()) - 1) < 1e-5 and float(freq[int(vocab.index_of("MALAT1")[0])]) > 1e-3
+    top, vec = svd_gene_init(s, len(vocab), 16, n_top=500)
+    assert vec.shape == (len(top), 16) and np.isfinite(vec).all()
+    # the most variable genes of PBMCs are cell-type genes, found within files
+    chosen = {vocab.symbols[i] for i in top}
+    assert {"LYZ", "CD74", "NKG7"} <= chosen

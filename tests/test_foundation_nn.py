@@ -16,9 +16,9 @@ from foundation.distributions import NegativeBinomial, ZeroInflatedNegativeBinom
 from foundation.errors import CheckpointError
 from foundation.nn.attention import GeneSelfAttention
 from foundation.nn.encoder import GeneExpressionEncoder
-from foundation.nn.module import CellVQModule
+from foundation.nn.module import CellVQModule, info_nce
 from foundation.nn.quantize import EMAVectorQuantizer, SoftConditionalVQ, code_to_str
-from foundation.tokens import make_batch
+from foundation.tokens import make_batch, thin_counts
 
 
 def test_nb_log_prob_matches_scipy():
@@ -128,17 +128,61 @@ def test_make_batch_masks_and_pads():
     assert b["library"].tolist() == [17.0, 1.0]
 
 
-def test_module_loss_is_finite_and_backprops():
+def tiny_module_and_counts():
     torch.manual_seed(0)
-    cfg = CellVQConfig.tiny(n_genes=30, code_bits=6)
-    m = CellVQModule(cfg)
+    m = CellVQModule(CellVQConfig.tiny(n_genes=30, code_bits=6))
     X = sp.random(8, 30, density=0.4, format="csr", random_state=0, dtype=np.float32)
     X.data = np.ceil(X.data * 10)
+    return m, X
+
+
+def test_module_loss_is_finite_and_backprops():
+    m, X = tiny_module_and_counts()
     b = make_batch(X, np.ones(30, bool), 16, mask_ratio=0.3, rng=np.random.default_rng(0))
     out = m(b)
     assert torch.isfinite(out["loss"])
     out["loss"].backward()
     assert m.encoder.gene_embedding.weight.grad is not None
+
+
+def test_thin_counts_is_binomial_downsampling():
+    rng = np.random.default_rng(0)
+    X = sp.csr_matrix(rng.poisson(3.0, size=(400, 50)).astype(np.float32))
+    X[7] = 0
+    X[7, 3] = 1  # a one-count cell
+    X = sp.csr_matrix(X)
+    T = thin_counts(X, np.random.default_rng(1), keep_min=0.5)
+    assert T.shape == X.shape
+    assert np.all(T.data == np.round(T.data)) and (T.data > 0).all()
+    assert (T.toarray() <= X.toarray()).all()  # only ever removes UMIs
+    kept = np.asarray(T.sum(1)).ravel() / np.asarray(X.sum(1)).ravel()
+    assert (kept > 0).all()  # no cell is thinned to nothing
+    # one keep-probability per cell, drawn from U(0.5, 1): mean 0.75
+    assert abs(np.median(kept) - 0.75) < 0.05 and kept.min() > 0.3
+    assert np.array_equal(thin_counts(X, np.random.default_rng(1), 0.5).toarray(), T.toarray())  # seeded
+
+
+def test_info_nce_rewards_matching_views():
+    torch.manual_seed(0)
+    a = torch.nn.functional.normalize(torch.randn(32, 16), dim=-1)
+    near = torch.nn.functional.normalize(a + 0.05 * torch.randn(32, 16), dim=-1)
+    matched = info_nce(a, near, 0.1)
+    shuffled = info_nce(a, near[torch.randperm(32)], 0.1)
+    assert matched < 0.1 < np.log(32) - 1 < shuffled
+    assert torch.allclose(info_nce(a, near, 0.1), info_nce(near, a, 0.1), atol=1e-6)  # symmetric
+
+
+def test_module_contrastive_view_adds_a_loss_that_backprops():
+    m, X = tiny_module_and_counts()
+    rng = np.random.default_rng(0)
+    b = make_batch(X, np.ones(30, bool), 16, mask_ratio=0.3, rng=rng)
+    v = make_batch(thin_counts(X, rng), np.ones(30, bool), 16, mask_ratio=0.3, rng=rng, with_targets=False)
+    plain = m(b)
+    both = m(b, view2=v, contrastive_weight=1.0)
+    assert float(plain["contrastive"]) == 0.0 and float(both["contrastive"]) > 0
+    assert torch.allclose(both["loss"] - both["contrastive"], plain["loss"], atol=1e-5)
+    both["loss"].backward()
+    assert m.proj[0].weight.grad is not None
 
 
 def test_base_config_has_over_100m_parameters():

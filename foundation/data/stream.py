@@ -456,6 +456,10 @@ class CountsStream(IterableDataset):
             self._handles[k] = h
         return h
 
+    def file_blocks(self, k: int) -> np.ndarray:
+        """Ids (for :meth:`read_block`) of the blocks of the ``k``-th file, in row order."""
+        return np.flatnonzero(self._blocks[:, 0] == k)
+
     def read_block(self, block_id: int, shuffle_rows: bool = False) -> CountsBlock:
         """Read one block (by its id in file order) in vocabulary coordinates."""
         k, start, stop = (int(v) for v in self._blocks[block_id])

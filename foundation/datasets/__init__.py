@@ -5,8 +5,11 @@ Two datasets ship inside the package (``foundation/datasets/files``): :func:`pbm
 shared data folder (:func:`shared_data_dir`: ``$CELLVQ_SHARED_DATA``, else ``<repo>/../shared/data``).
 Nothing is downloaded.
 
-Every loader returns a fresh in-memory AnnData whose ``X`` is raw counts (CSR float32 holding integers,
-except :func:`pancreas_mouse`, which is dense on disk and returned as CSR too).
+Every single-cell loader returns a fresh in-memory AnnData whose ``X`` is raw counts (CSR float32 holding
+integers, except :func:`pancreas_mouse`, which is dense on disk and returned as CSR too).
+
+:func:`gdsc` is the exception: bulk cancer cell lines (CCLE z-scored expression of 706 cancer-census genes)
+with GDSC drug response, bundled too; ``X`` is dense z-scores, not counts.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ __all__ = [
     "pancreas_mouse",
     "shared_data_dir",
     "pretraining_corpus",
+    "gdsc",
     "dataset_path",
     "FILES_DIR",
 ]
@@ -211,3 +215,79 @@ def pretraining_corpus() -> list[Path]:
             raise FileNotFoundError(f"pretraining corpus: {p} is missing from the shared data folder {d}.")
         out.append(p)
     return out
+
+
+def gdsc() -> AnnData:
+    """Cancer cell lines: CCLE expression of 706 cancer-census genes and GDSC drug response (ln IC50); bundled.
+
+    580 lines x 706 genes. Not single-cell and not counts:
+
+    - ``X``: dense float32, CCLE expression z-scored per gene over the 580 lines (as distributed).
+    - ``var_names``: gene symbols (COSMIC Cancer Gene Census; a few are older HGNC names, e.g. ``H3F3A``,
+      ``SEPT9``); ``var["entrez_id"]`` (int, NCBI Gene id of the source columns); ``var["ensembl_id"]``
+      (GENCODE v44 id where the symbol is in that table, 697 of 706; else ``""``).
+    - ``obs_names``: DepMap ids (``ACH-000001``...). ``obs``: ``name``, ``ccle_name``, ``tissue`` (27 values,
+      e.g. lung 109, haematopoietic_and_lymphoid_tissue 90, breast 47; none missing), ``histology``,
+      ``histology_subtype``, ``disease``, ``tcga_code``, ``pathology`` (primary/metastasis), ``sex``
+      (male 264, female 226, missing 90), ``age`` (float years, 135 missing). Categorical except ``age``.
+    - ``obsm["gdsc_ln_ic50"]``: DataFrame (580 lines x 266 drugs, columns ``GDSC:<drug id>``) of natural-log
+      IC50 (micromolar), aligned to ``obs_names``; NaN where the pair was not tested (123,558 tested pairs;
+      12 lines have none). Drugs are GDSC drug ids only (the source carries no names).
+    - ``uns["gdsc"]``: provenance (sources, what was trimmed).
+
+    Sources: ``<shared>/gdsc/`` (the ``violet-sto/TGSA`` / DeepCDR data; GDSC terms of use). The expression
+    file is shipped unchanged; IC50 is restricted to the 568 lines with expression (6 decimals); annotations
+    (``Cell_lines_annotations_20181226.txt``) are slimmed to 10 columns; Entrez ids map to symbols through a
+    COSMIC Cancer Gene Census table. ``foundation/datasets/_gdsc_build.py`` rebuilds the files from the shared
+    folder; ``foundation/datasets/files/README.md`` lists them. Use with
+    :func:`foundation.tasks.drug_response_features` / :func:`foundation.tasks.predict_drug_response`.
+    """
+    import pandas as pd
+
+    from foundation.datasets import _gdsc_build as b
+
+    paths = {k: FILES_DIR / f for k, f in (("expression", b.EXPRESSION), ("ic50", b.IC50), ("lines", b.LINES),
+                                            ("genes", b.GENES))}
+    missing = [str(p) for p in paths.values() if not p.exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"gdsc: bundled files missing: {missing}; they ship with the package (foundation/datasets/files). "
+            "Reinstall CellVQ (pip install -e .), or rebuild them from ../shared/data/gdsc with "
+            "foundation.datasets._gdsc_build.build_gdsc_files."
+        )
+    expr = pd.read_csv(paths["expression"], index_col=0)
+    genes = pd.read_csv(paths["genes"], dtype={"symbol": str, "entrez_id": np.int64})
+    entrez = expr.columns.astype(np.int64)
+    sym = dict(zip(genes["entrez_id"], genes["symbol"]))
+    unknown = [int(e) for e in entrez if e not in sym]
+    if unknown:
+        raise ValueError(f"gdsc: Entrez ids {unknown[:5]} of the expression file have no symbol in {paths['genes']}.")
+    from foundation.data.vocab import gencode_table
+
+    gc = gencode_table()
+    sym2ens = dict(zip(gc["symbol"][::-1], gc["ensembl_id"][::-1]))  # first id in table order wins
+    var = pd.DataFrame(
+        {"entrez_id": np.asarray(entrez), "ensembl_id": [sym2ens.get(sym[e], "") for e in entrez]},
+        index=pd.Index([sym[e] for e in entrez], name="symbol"),
+    )
+    lines = pd.read_csv(paths["lines"], index_col=0).reindex(expr.index)
+    for col in lines.columns:
+        if col != "age":
+            lines[col] = lines[col].astype("category")
+    lines.index.name = None
+    ic50 = pd.read_csv(paths["ic50"], index_col=0).T.reindex(expr.index)
+    ic50.index.name = None
+    ic50.columns.name = None
+    adata = AnnData(X=expr.to_numpy(dtype=np.float32), obs=lines, var=var)
+    adata.var_names = var.index.astype(str)
+    adata.obs_names = expr.index.astype(str)
+    adata.obsm["gdsc_ln_ic50"] = ic50.astype(np.float64)
+    adata.uns["gdsc"] = {
+        "source": "violet-sto/TGSA and DeepCDR data (<shared>/gdsc); GDSC terms of use",
+        "expression": "ccle_census706_expression.csv.gz, unchanged: CCLE, z-scored per gene over 580 lines",
+        "ic50": "GDSC_IC50.csv (266 drugs x 969 lines), restricted to the 568 lines with expression; ln IC50",
+        "annotations": "Cell_lines_annotations_20181226.txt, 10 columns; tissue of 53 lines from the CCLE name",
+        "genes": "Entrez -> symbol from a COSMIC Cancer Gene Census table",
+        "n_tested_pairs": int(ic50.notna().to_numpy().sum()),
+    }
+    return adata

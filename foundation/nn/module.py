@@ -56,8 +56,16 @@ class CellVQModule(nn.Module):
         q = self.quantizer(z, commit_weight=commit_weight, diversity_weight=diversity_weight)
         return ModuleOutput(z, q.z_q, q.codes, q.loss, q.perplexity, attn)
 
-    def forward(self, batch: dict[str, torch.Tensor], commit_weight=0.25, diversity_weight=0.1, masked_weight=1.0):
-        """Pretraining losses for a batch made by :func:`foundation.tokens.make_batch`."""
+    def forward(self, batch: dict[str, torch.Tensor], commit_weight=0.25, diversity_weight=0.1, masked_weight=1.0,
+                view2: dict[str, torch.Tensor] | None = None, contrastive_weight: float = 0.0,
+                temperature: float = 0.1):
+        """Pretraining losses for a batch made by :func:`foundation.tokens.make_batch`.
+
+        ``view2``: the same cells seen again (counts thinned, other genes masked; see
+        :func:`foundation.tokens.thin_counts`). Its embedding must pick out its own cell among the batch
+        (symmetric InfoNCE on cosine similarity / ``temperature``), which ties cells measured at different
+        depths and gene coverage to one place in the embedding.
+        """
         out = self.encode(batch["gene_ids"], batch["values"], batch["pad_mask"], commit_weight, diversity_weight)
         dist = self.decoder(out.z_q, self.gene_embeddings(), batch["library"], batch["measured"])
         counts = batch["counts"]
@@ -73,11 +81,26 @@ class CellVQModule(nn.Module):
         else:
             masked_nll = nll.new_zeros(())
         loss = nll + masked_weight * masked_nll + out.q_loss
+        contrastive = nll.new_zeros(())
+        if view2 is not None and contrastive_weight > 0:
+            pooled2, _, _ = self.encoder(view2["gene_ids"], view2["values"], view2["pad_mask"])
+            z2 = F.normalize(self.proj(pooled2), dim=-1)
+            contrastive = info_nce(out.z, z2, temperature)
+            loss = loss + contrastive_weight * contrastive
         return {
             "loss": loss,
             "nll": nll.detach(),
             "masked_nll": masked_nll.detach(),
             "q_loss": out.q_loss.detach(),
+            "contrastive": contrastive.detach(),
             "perplexity": out.perplexity.detach(),
             "codes": out.codes.detach(),
         }
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Symmetric InfoNCE between two views (rows of ``a`` and ``b`` are the same cells, L2-normalised):
+    each row must find its partner among the batch. Zero when every cell is its own nearest match."""
+    logits = (a.float() @ b.float().t()) / temperature
+    target = torch.arange(a.shape[0], device=a.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))

@@ -7,12 +7,21 @@ Functions take an AnnData and write documented keys, like scanpy's ``tl`` functi
 - :func:`transfer_labels`, :func:`macro_f1` - reference-to-query label transfer.
 - :func:`predict_property` - cross-validated linear probe of an obs column.
 - :func:`perturbation_effects` - embedding shift and permutation test per perturbation vs control.
+- :func:`drug_response_features`, :func:`predict_drug_response`, :func:`compare_drug_response`,
+  :func:`random_gene_embedding` - cell-line drug response (GDSC) through the model's gene embeddings
+  (``obsm["X_cellvq_drug"]``), with per-drug cross-validated ridge and honest baselines.
 """
 
 from __future__ import annotations
 
 from foundation.tasks.annotate import macro_f1, predict_property, transfer_labels
 from foundation.tasks.clustering import best_leiden_scores, cluster_scores, leiden, pca_baseline
+from foundation.tasks.drug_response import (
+    compare_drug_response,
+    drug_response_features,
+    predict_drug_response,
+    random_gene_embedding,
+)
 from foundation.tasks.perturbation import energy_distance_test, perturbation_effects
 
 __all__ = [
@@ -25,4 +34,8 @@ __all__ = [
     "predict_property",
     "perturbation_effects",
     "energy_distance_test",
+    "drug_response_features",
+    "predict_drug_response",
+    "compare_drug_response",
+    "random_gene_embedding",
 ]
