@@ -50,9 +50,13 @@ class CellVQModule(nn.Module):
     def gene_embeddings(self) -> torch.Tensor:
         return self.encoder.gene_embedding.weight[: self.config.n_genes]
 
-    def encode(self, gene_ids, values, pad_mask, commit_weight=0.25, diversity_weight=0.1, return_weights=False):
+    def cell_embedding(self, gene_ids, values, pad_mask, return_weights=False):
+        """The L2-normalised cell embedding before quantisation, and the attention weights (if asked)."""
         pooled, _, attn = self.encoder(gene_ids, values, pad_mask, return_weights)
-        z = F.normalize(self.proj(pooled), dim=-1)
+        return F.normalize(self.proj(pooled), dim=-1), attn
+
+    def encode(self, gene_ids, values, pad_mask, commit_weight=0.25, diversity_weight=0.1, return_weights=False):
+        z, attn = self.cell_embedding(gene_ids, values, pad_mask, return_weights)
         q = self.quantizer(z, commit_weight=commit_weight, diversity_weight=diversity_weight)
         return ModuleOutput(z, q.z_q, q.codes, q.loss, q.perplexity, attn)
 
@@ -83,8 +87,7 @@ class CellVQModule(nn.Module):
         loss = nll + masked_weight * masked_nll + out.q_loss
         contrastive = nll.new_zeros(())
         if view2 is not None and contrastive_weight > 0:
-            pooled2, _, _ = self.encoder(view2["gene_ids"], view2["values"], view2["pad_mask"])
-            z2 = F.normalize(self.proj(pooled2), dim=-1)
+            z2, _ = self.cell_embedding(view2["gene_ids"], view2["values"], view2["pad_mask"])
             contrastive = info_nce(out.z, z2, temperature)
             loss = loss + contrastive_weight * contrastive
         return {

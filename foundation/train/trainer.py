@@ -64,7 +64,6 @@ class InitSample:
 
     counts: list  # csr (cells x n_vocab) per file
     measured: list  # bool (n_vocab,) per file
-    sources: list
 
 
 def init_sample(stream, holdout: set[tuple[str, str]] | None = None, max_cells: int = 8000,
@@ -78,7 +77,7 @@ def init_sample(stream, holdout: set[tuple[str, str]] | None = None, max_cells: 
     n_files = len(stream.files)
     quota = int(math.ceil(max_cells / max(1, n_files)))
     rng = np.random.default_rng(seed)
-    out = InitSample([], [], [])
+    out = InitSample([], [])
     for k in range(n_files):
         ids = rng.permutation(stream.file_blocks(k))
         parts, n = [], 0
@@ -97,7 +96,6 @@ def init_sample(stream, holdout: set[tuple[str, str]] | None = None, max_cells: 
         if n:
             out.counts.append(sp.vstack(parts).tocsr())
             out.measured.append(np.asarray(measured, dtype=bool))
-            out.sources.append(str(stream.files[k].path))
     stream.close()
     if not out.counts:
         raise ValueError("no cells to start from: every cell is empty or held out")
