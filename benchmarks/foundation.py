@@ -8,7 +8,8 @@ Writes benchmarks/results/foundation.json and foundation.md with
    log-normalised counts, code ARI/NMI, kNN label transfer macro-F1 (train cells -> held-out cells);
 3. the two SCD quantisers (soft conditional VQ vs EMA hard VQ, plus no quantiser, and the soft VQ without
    the cross-view loss, as ablations) trained with the same budget on the pbmc3k training cells;
-4. on a GPU (when CUDA is available): bf16 pretraining throughput, model-FLOPs utilisation, peak memory.
+4. on a GPU (when CUDA is available): benchmarks/foundation_gpu.py -- bf16 embedding and pretraining throughput,
+   model-FLOPs utilisation and peak memory at the issue's 38M / 302M sizes beside the dense reference.
 """
 
 from __future__ import annotations
@@ -190,38 +191,14 @@ def quantizers(pbmc, holdout_names, epochs: int, path: Path) -> dict:
     return out
 
 
-def gpu_section(vocab_size: int = 20000) -> dict:
+def gpu_section(out: Path) -> dict:
+    """On a CUDA machine: ``benchmarks/foundation_gpu.py`` (bf16 throughput, MFU and peak memory of the CellVQ
+    encoder at the issue's 38M and 302M sizes beside the dense reference), written next to this report."""
     if not torch.cuda.is_available():
-        return {"skipped": "no CUDA device on this machine"}
-    from foundation.config import CellVQConfig
-    from foundation.nn.module import CellVQModule
+        return {"skipped": "no CUDA device on this machine; run benchmarks/foundation_gpu.py on one"}
+    import foundation_gpu
 
-    res = {"device": torch.cuda.get_device_name(0)}
-    for name, cfg in (("small", CellVQConfig.small(n_genes=vocab_size)), ("base", CellVQConfig.base(n_genes=vocab_size))):
-        m = CellVQModule(cfg).cuda()
-        opt = torch.optim.AdamW(m.parameters(), 1e-4)
-        b, L = 32, cfg.max_tokens
-        batch = {"gene_ids": torch.randint(0, vocab_size, (b, L), device="cuda"),
-                 "values": torch.rand(b, L, device="cuda"), "pad_mask": torch.zeros(b, L, dtype=torch.bool, device="cuda"),
-                 "library": torch.full((b,), 5000.0, device="cuda"), "measured": torch.ones(1, vocab_size, dtype=torch.bool, device="cuda"),
-                 "counts": torch.poisson(torch.rand(b, vocab_size, device="cuda"))}
-        torch.cuda.reset_peak_memory_stats()
-        for i in range(13):
-            if i == 3:
-                torch.cuda.synchronize()
-                t = time.perf_counter()
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                loss = m(batch)["loss"]
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
-        torch.cuda.synchronize()
-        dt = (time.perf_counter() - t) / 10
-        n_params = sum(p.numel() for p in m.encoder.blocks.parameters())
-        flops = 6 * n_params * b * L + 12 * cfg.n_layers * b * L * L * cfg.d_model
-        res[name] = {"train_cells_per_s": round(b / dt, 1), "mfu_vs_989_tflops": round(flops / dt / 989e12, 3),
-                     "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
-    return res
+    return foundation_gpu.main(["--out", str(out)])
 
 
 def main() -> None:
@@ -254,7 +231,7 @@ def main() -> None:
         print("3/4 quantiser comparison ...", flush=True)
         report["quantizers"] = quantizers(pbmc, holdout, args.quantizer_epochs, datasets.dataset_path("pbmc3k"))
     print("4/4 GPU section ...", flush=True)
-    report["gpu"] = gpu_section()
+    report["gpu"] = gpu_section(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "foundation.json").write_text(json.dumps(report, indent=2, default=float))
     e, z = report["embedding_cpu"], report["zero_shot_heldout"]

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -224,12 +225,15 @@ class CellVQ:
         progress: bool = True,
         return_attention: bool = False,
         sort_by_length: bool = True,
+        bf16: bool = True,
     ):
         """Embed every cell of ``adata`` (raw counts in ``X`` or ``layer``) and write the keys of
         docs/CONTRACTS.md section 1. Nothing is written unless every cell was embedded.
 
         ``sort_by_length``: batch cells of similar numbers of expressed genes together (length bucketing),
-        so that little of a batch is padding; results are written back in the original cell order."""
+        so that little of a batch is padding; results are written back in the original cell order.
+        ``bf16``: on a CUDA device, run the encoder under bf16 autocast, which also lets the packed
+        variable-length flash attention run (see :mod:`foundation.nn.attention`); ignored on CPU."""
         from foundation.data import align_genes, check_unique_genes, get_counts, to_vocab_csr
 
         check_unique_genes(adata, var_key=var_key)
@@ -256,13 +260,16 @@ class CellVQ:
         measured = alignment.measured
         lengths = np.diff(vc.indptr)
         order = np.argsort(lengths, kind="stable") if sort_by_length else np.arange(n)
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if (bf16 and dev.type == "cuda")
+                    else contextlib.nullcontext())
         t0 = time.perf_counter()
         for s in tqdm(range(0, n, batch_size), desc="CellVQ embed", disable=not progress, leave=False):
             idx = order[s : s + batch_size]
             rows = vc[idx]
             batch = to_device(make_batch(rows, measured, self.config.max_tokens, self.config.target_sum,
                                          with_targets=False), dev)
-            out = module.encode(batch["gene_ids"], batch["values"], batch["pad_mask"])
+            with autocast:
+                out = module.encode(batch["gene_ids"], batch["values"], batch["pad_mask"])
             z[idx] = out.z.float().cpu().numpy()
             zq[idx] = out.z_q.float().cpu().numpy()
             codes[idx] = out.codes.cpu().numpy()

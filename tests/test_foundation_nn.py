@@ -14,7 +14,7 @@ from foundation.checkpoint import read_checkpoint, write_checkpoint
 from foundation.config import CellVQConfig
 from foundation.distributions import NegativeBinomial, ZeroInflatedNegativeBinomial
 from foundation.errors import CheckpointError
-from foundation.nn.attention import GeneSelfAttention
+from foundation.nn.attention import GeneSelfAttention, padded_varlen_attention
 from foundation.nn.encoder import GeneExpressionEncoder
 from foundation.nn.module import CellVQModule, info_nce
 from foundation.nn.quantize import EMAVectorQuantizer, SoftConditionalVQ, code_to_str
@@ -75,6 +75,72 @@ def test_encoder_is_invariant_to_padding():
     vals2 = torch.tensor([[1.0, 2.0, 0.5, 0.0, 0.0]])
     p2, _, _ = enc(ids2, vals2, ids2 == 50)
     assert torch.allclose(p1, p2, atol=1e-5)
+
+
+def test_packed_attention_matches_per_cell_attention():
+    """Packed tokens (cells back to back, cumulative offsets) attend only within their own cell."""
+    torch.manual_seed(0)
+    lengths = [5, 1, 9, 3]
+    cu = torch.tensor([0, *np.cumsum(lengths)], dtype=torch.int32)
+    q, k, v = (torch.randn(int(cu[-1]), 2, 8) for _ in range(3))
+    y = padded_varlen_attention(q, k, v, cu, max(lengths))
+    for i in range(len(lengths)):
+        sl = slice(int(cu[i]), int(cu[i + 1]))
+        ref = torch.nn.functional.scaled_dot_product_attention(
+            q[sl].transpose(0, 1), k[sl].transpose(0, 1), v[sl].transpose(0, 1)).transpose(0, 1)
+        assert torch.allclose(y[sl], ref, atol=1e-5)
+
+
+def test_encoder_packed_and_padded_paths_agree_forward_and_backward():
+    """The packed path (what a GPU runs, with variable-length flash attention) computes the same embedding,
+    token states and gradients as the padded path, on cells of very different lengths."""
+    torch.manual_seed(0)
+    cfg = CellVQConfig.tiny(n_genes=300, max_tokens=64)
+    m = CellVQModule(cfg).train()
+    rng = np.random.default_rng(0)
+    x = sp.random(10, 300, density=0.15, random_state=0, data_rvs=lambda n: rng.integers(1, 20, n)).tolil()
+    x[3, :] = 0
+    x[3, 5] = 2  # a one-gene cell
+    b = make_batch(x.tocsr(), np.ones(300, bool), 64)
+    assert b["pad_mask"].sum(1).max() > 30 and b["pad_mask"].sum(1).min() == 0
+    valid = (~b["pad_mask"])[..., None]
+    res = {}
+    for impl in ("padded", "packed"):
+        m.zero_grad()
+        m.encoder.attention = impl
+        pooled, tokens, _ = m.encoder(b["gene_ids"], b["values"], b["pad_mask"])
+        tokens = tokens * valid
+        (pooled.square().sum() + tokens.square().sum()).backward()
+        res[impl] = (pooled.detach(), tokens.detach(), {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None})
+    (p1, t1, g1), (p2, t2, g2) = res["padded"], res["packed"]
+    assert torch.allclose(p1, p2, atol=1e-5) and torch.allclose(t1, t2, atol=1e-5)
+    assert g1.keys() == g2.keys() and "encoder.cls" in g2
+    for name in g1:
+        assert torch.allclose(g1[name], g2[name], rtol=1e-4, atol=1e-3), name
+    m.encoder.attention = "ragged"
+    with pytest.raises(ValueError, match="attention='ragged'"):
+        m.encoder(b["gene_ids"], b["values"], b["pad_mask"])
+
+
+def test_gpu_benchmark_code_paths_run_on_cpu(tmp_path):
+    """The GPU benchmark is run on a lent GPU with minutes of budget: its code paths are checked here, on
+    real pbmc3k cells at a tiny size, so that it does not fail there."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "foundation_gpu.py"
+    spec = importlib.util.spec_from_file_location("foundation_gpu", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    report = bench.main(["--smoke", "--device", "cpu", "--cells", "96", "--out", str(tmp_path)])
+    r = report["sizes"]["smoke"]
+    for key in ("dense_embed", "dense_train", "cellvq_packed_embed", "cellvq_padded_embed",
+                "cellvq_packed_encoder_train", "cellvq_padded_encoder_train", "cellvq_full_pretrain_step"):
+        assert r[key].get("cells_per_s", 0) > 0, (key, r[key])
+    assert r["packed_vs_padded_rel_err"] < 1e-4
+    assert (tmp_path / "foundation_gpu_smoke.md").exists()
+    # FLOP count: one layer of d=2, d_ff=4 over one 3-token cell = 3 * 2*(4*4 + 2*8) + 4*2*9
+    assert bench.encoder_flops(np.array([3]), 2, 1, 4) == 3 * 2 * (16 + 16) + 4 * 2 * 9
 
 
 def test_soft_conditional_vq_codes_and_annealing():

@@ -6,6 +6,11 @@ transformer blocks attend only over the cell's expressed genes (padding masked).
 prepended; the pooled cell embedding is its final state plus a direct read of the profile (the
 expression-weighted mean of the input gene embeddings, a learned linear projection of the cell). Attention
 weights returned by the explicit path include the CLS row/column at index 0.
+
+``attention`` chooses how a batch of cells of different lengths is computed: ``"padded"`` (a (B, L, D)
+batch with a padding mask), ``"packed"`` (the cells' tokens back to back, variable-length flash attention on
+a GPU in bf16/fp16; see :mod:`foundation.nn.attention`) or ``"auto"`` (packed on CUDA, padded elsewhere).
+All three give the same embedding up to rounding.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import torch
 from torch import nn
 
 from foundation.nn.attention import GeneSelfAttention
+
+ATTENTION_IMPLS = ("auto", "padded", "packed")
 
 
 class TransformerBlock(nn.Module):
@@ -30,6 +37,10 @@ class TransformerBlock(nn.Module):
         x = x + self.drop(h)
         x = x + self.drop(self.ff(self.norm2(x)))
         return x, w
+
+    def forward_packed(self, x, cu_seqlens, max_len: int):
+        x = x + self.drop(self.attn.forward_packed(self.norm1(x), cu_seqlens, max_len))
+        return x + self.drop(self.ff(self.norm2(x)))
 
 
 class ValueEmbedding(nn.Module):
@@ -61,6 +72,14 @@ class GeneExpressionEncoder(nn.Module):
         )
         self.norm = nn.LayerNorm(d_model)
         self.profile_norm = nn.LayerNorm(d_model)
+        self.attention = "auto"  # runtime choice, not part of the weights; see the module docstring
+
+    def use_packed(self, device: torch.device, return_weights: bool) -> bool:
+        if self.attention not in ATTENTION_IMPLS:
+            raise ValueError(f"attention={self.attention!r}: use one of {ATTENTION_IMPLS}")
+        if return_weights or self.attention == "padded":
+            return False
+        return self.attention == "packed" or device.type == "cuda"
 
     @torch.no_grad()
     def init_gene_embeddings(self, index: torch.Tensor, vectors: torch.Tensor, other_std: float = 0.1) -> None:
@@ -79,20 +98,47 @@ class GeneExpressionEncoder(nn.Module):
         return_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """Returns pooled (B, D), token states (B, L, D) and per-layer attention weights (if asked)."""
-        x = self.gene_embedding(gene_ids) + self.value_embedding(values)
-        b = x.shape[0]
-        x = torch.cat([self.cls.expand(b, -1, -1).to(x.dtype), x], dim=1)
-        pad_mask = torch.cat([pad_mask.new_zeros(b, 1), pad_mask], dim=1)
+        b = gene_ids.shape[0]
         weights: list[torch.Tensor] = []
-        for block in self.blocks:
-            x, w = block(x, pad_mask, return_weights)
-            if w is not None:
-                weights.append(w)
-        x = self.norm(x)
+        if self.use_packed(gene_ids.device, return_weights):
+            cls_state, tokens = self._forward_packed(gene_ids, values, pad_mask)
+        else:
+            x = self.gene_embedding(gene_ids) + self.value_embedding(values)
+            x = torch.cat([self.cls.expand(b, -1, -1).to(x.dtype), x], dim=1)
+            full_mask = torch.cat([pad_mask.new_zeros(b, 1), pad_mask], dim=1)
+            # no padding in the batch: no mask, so that the flash kernel may run
+            attn_mask = full_mask if (return_weights or bool(pad_mask.any())) else None
+            for block in self.blocks:
+                x, w = block(x, attn_mask, return_weights)
+                if w is not None:
+                    weights.append(w)
+            x = self.norm(x)
+            cls_state, tokens = x[:, 0], x[:, 1:]
         # direct read of the profile: expression-weighted mean of the input gene embeddings, a learned
         # linear projection of the cell (PCA-like) that carries cell identity from the first step; the
         # transformer's CLS state adds what context between genes reveals
-        w = values.masked_fill(pad_mask[:, 1:], 0.0).unsqueeze(-1)
+        w = values.masked_fill(pad_mask, 0.0).unsqueeze(-1)
         profile = (self.gene_embedding(gene_ids) * w).sum(1) / w.sum(1).clamp_min(1e-6)
-        pooled = x[:, 0] + self.profile_norm(profile)
-        return pooled, x[:, 1:], weights
+        pooled = cls_state + self.profile_norm(profile)
+        return pooled, tokens, weights
+
+    def _forward_packed(self, gene_ids, values, pad_mask):
+        """The transformer over packed tokens: each cell's CLS then its genes, cells back to back."""
+        b, n = gene_ids.shape
+        valid = ~pad_mask
+        tok = self.gene_embedding(gene_ids[valid]) + self.value_embedding(values[valid])  # (T_genes, D)
+        lengths = valid.sum(1) + 1  # + CLS
+        cu = torch.zeros(b + 1, dtype=torch.int32, device=gene_ids.device)
+        cu[1:] = lengths.cumsum(0)
+        max_len = int(lengths.max())
+        is_cls = torch.zeros(int(cu[-1]), dtype=torch.bool, device=gene_ids.device)
+        is_cls[cu[:-1].long()] = True
+        x = tok.new_empty(is_cls.shape[0], tok.shape[1])
+        x[is_cls] = self.cls[0, 0].to(tok.dtype)
+        x[~is_cls] = tok
+        for block in self.blocks:
+            x = block.forward_packed(x, cu, max_len)
+        x = self.norm(x)
+        tokens = x.new_zeros(b, n, x.shape[1])
+        tokens[valid] = x[~is_cls]
+        return x[is_cls], tokens
