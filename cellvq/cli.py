@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -81,8 +82,9 @@ def pretrain(
                                 device=device, resume=resume, name=name,
                                 keep_train_state=train_state)
         meta = {k: model.metadata.get(k) for k in ("steps", "train_seconds", "train_cells_per_second", "final_history")}
-        out.print(f"saved {model!r} to {out_dir}")
-        out.print(json.dumps(meta, indent=2))
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary (rank 0 wrote the checkpoint)
+            out.print(f"saved {model!r} to {out_dir}")
+            out.print(json.dumps(meta, indent=2))
     except typer.Exit:
         raise
     except Exception as exc:  # noqa: BLE001 - one clear line per error

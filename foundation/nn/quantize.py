@@ -11,7 +11,9 @@ the assignment hardens; at inference the code is the arg-max and the quantised v
 
 ``EMAVectorQuantizer`` — a plain hard VQ-VAE quantiser: free codebook updated by exponential moving
 averages of assigned encodings, commitment loss, straight-through gradients, dead codes re-seeded from
-the current batch's encodings.
+the current batch's encodings. Under torch.distributed the EMA statistics are summed over all ranks
+before each update and re-seeded codes come from rank 0, so every rank keeps one identical codebook
+learnt from the whole global batch (DDP would otherwise keep rank 0's buffers and drop the others').
 
 Both report code-usage perplexity ``exp(H(mean one-hot assignment))``.
 
@@ -25,8 +27,13 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 @dataclass
@@ -131,8 +138,12 @@ class EMAVectorQuantizer(nn.Module):
         if self.training:
             with torch.no_grad():
                 onehot = F.one_hot(codes, self.n_codes).to(zn.dtype)
-                self.cluster_size.mul_(self.decay).add_(onehot.sum(0).float(), alpha=1 - self.decay)
-                self.embed_sum.mul_(self.decay).add_((onehot.t() @ zn).float(), alpha=1 - self.decay)
+                counts, sums = onehot.sum(0).float(), (onehot.t() @ zn).float()
+                if _distributed():  # the global batch's statistics, identical on every rank
+                    dist.all_reduce(counts)
+                    dist.all_reduce(sums)
+                self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+                self.embed_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
                 n = self.cluster_size.sum()
                 smoothed = (self.cluster_size + 1e-5) / (n + self.n_codes * 1e-5) * n
                 self.embedding.copy_(F.normalize(self.embed_sum / smoothed[:, None], dim=-1))
@@ -155,6 +166,9 @@ class EMAVectorQuantizer(nn.Module):
             self.embedding[dead] = fresh
             self.embed_sum[dead] = fresh * self.cluster_size.mean()
             self.cluster_size[dead] = self.cluster_size.mean()
+            if _distributed():  # ranks agree on which codes are dead; rank 0's fresh vectors win
+                for buf in (self.embedding, self.embed_sum, self.cluster_size):
+                    dist.broadcast(buf, src=0)
         return n_dead
 
 

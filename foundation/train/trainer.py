@@ -239,7 +239,7 @@ class Trainer:
             bar = tqdm(total=n_cells_per_epoch // self.dist.world_size, desc=f"pretrain epoch {epoch + 1}/{cfg.epochs}",
                        disable=not (progress and self.dist.is_main), unit="cell", leave=False)
             micro = 0
-            for counts, measured in self._minibatches(stream, holdout, per_file):
+            for counts, measured in self._epoch_minibatches(stream, holdout, per_file, steps_per_epoch):
                 batch = to_device(
                     make_batch(counts, measured, self.module.config.max_tokens, self.module.config.target_sum,
                                cfg.mask_ratio, rng),
@@ -283,6 +283,30 @@ class Trainer:
         result.steps = self.step
         result.seconds = time.perf_counter() - t0
         return result
+
+    def _epoch_minibatches(self, stream: Iterable, holdout, per_file: dict[str, int], steps_per_epoch: int):
+        """One epoch's minibatches. Under DDP every rank must take the same number of steps, or the ranks that
+        finish first wait forever in the others' collectives: each rank then yields exactly
+        ``steps_per_epoch * grad_accum`` minibatches (the same number everywhere), starting its share of the
+        data over if it runs short and stopping where it reaches the count. One process reads its data once."""
+        if not self.dist.enabled:
+            yield from self._minibatches(stream, holdout, per_file)
+            return
+        target = steps_per_epoch * self.cfg.grad_accum
+        produced = 0
+        while produced < target:
+            before = produced
+            for item in self._minibatches(stream, holdout, per_file):
+                yield item
+                produced += 1
+                if produced == target:
+                    return
+            if produced == before:
+                raise RuntimeError(
+                    f"rank {self.dist.rank} of {self.dist.world_size} got no training cells: use fewer processes "
+                    "or more data (every rank needs at least one batch of two cells)"
+                )
+            per_file.clear()  # a new pass over this rank's share; the per-file caps count afresh
 
     def _minibatches(self, stream: Iterable, holdout, per_file: dict[str, int]):
         cfg = self.cfg
