@@ -41,20 +41,6 @@ def resample(adata, n: int, seed: int = 0):
     return out
 
 
-class DenseBaseline(torch.nn.Module):
-    """A generic dense transformer: every cell is the same fixed window of genes (zeros included)."""
-
-    def __init__(self, n_genes: int, d: int, layers: int, heads: int, d_ff: int):
-        super().__init__()
-        self.gene = torch.nn.Embedding(n_genes, d)
-        self.value = torch.nn.Linear(1, d)
-        layer = torch.nn.TransformerEncoderLayer(d, heads, d_ff, batch_first=True, norm_first=True)
-        self.enc = torch.nn.TransformerEncoder(layer, layers)
-
-    def forward(self, ids, vals):
-        return self.enc(self.gene(ids) + self.value(vals.unsqueeze(-1))).mean(1)
-
-
 def bench_embedding(model, adata, repeats: int, batch_size: int, window: int = 1200) -> dict:
     from foundation.data import align_genes, get_counts, to_vocab_csr
 
@@ -84,7 +70,9 @@ def bench_embedding(model, adata, repeats: int, batch_size: int, window: int = 1
     rss_cellvq = peak_rss_mb()  # before the dense baseline, whose L x L attention dominates memory
     # dense baseline over the `window` most expressed vocabulary genes of this dataset
     c = model.config
-    base = DenseBaseline(c.n_genes, c.d_model, c.n_layers, c.n_heads, c.d_ff).eval()
+    from foundation_gpu import DenseReference  # the generic dense transformer, shared with the GPU benchmark
+
+    base = DenseReference(c.n_genes, c.d_model, c.n_layers, c.n_heads, c.d_ff).eval()
     counts = get_counts(adata)
     al = align_genes(adata, model.vocab)
     vc = to_vocab_csr(counts, al, len(model.vocab))

@@ -147,7 +147,19 @@ def measure(name: str, fn, cells: int, flops: float | None, device, warmup: int,
     return out
 
 
-def bench_size(label: str, s: dict, counts, measured, device, dtype, warmup: int, iters: int, peak) -> dict:
+def set_variant(module, variant: str) -> None:
+    """``packed`` / ``padded`` / ``packed+compile`` (the packed blocks through ``torch.compile``, dynamic shapes)."""
+    module.encoder.attention = variant.split("+")[0]
+    for block in module.encoder.blocks:
+        if variant.endswith("+compile"):
+            if "forward_packed" not in vars(block):
+                block.forward_packed = torch.compile(block.forward_packed, dynamic=True)
+        else:
+            vars(block).pop("forward_packed", None)
+
+
+def bench_size(label: str, s: dict, counts, measured, device, dtype, warmup: int, iters: int, peak,
+               compile_blocks: bool = False) -> dict:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     d, nl, nh, dff, window = s["d_model"], s["n_layers"], s["n_heads"], s["d_ff"], s["window"]
@@ -197,9 +209,10 @@ def bench_size(label: str, s: dict, counts, measured, device, dtype, warmup: int
         res["packed_vs_padded_rel_err"] = float((z["packed"] - z["padded"]).norm() / z["padded"].norm())
         res["packed_uses_varlen_flash"] = bool(device.type == "cuda" and dtype != torch.float32)
 
+    variants = ["packed", "padded"] + (["packed+compile"] if compile_blocks else [])
     # ---- embedding
-    for impl in ("packed", "padded"):
-        module.encoder.attention = impl
+    for impl in variants:
+        set_variant(module, impl)
 
         def run_embed():
             bb = next_embed()
@@ -257,8 +270,8 @@ def bench_size(label: str, s: dict, counts, measured, device, dtype, warmup: int
         jt["i"] += 1
         return pair
 
-    for impl in ("packed", "padded"):
-        module.encoder.attention = impl
+    for impl in variants:
+        set_variant(module, impl)
 
         def run_encoder_train():
             b1, _ = next_train()
@@ -271,7 +284,7 @@ def bench_size(label: str, s: dict, counts, measured, device, dtype, warmup: int
 
         res[f"cellvq_{impl}_encoder_train"] = measure(f"{label} cellvq {impl} enc train", run_encoder_train, tb,
                                                       3 * enc_flops_t, device, warmup, iters, peak)
-    module.encoder.attention = "packed"
+    set_variant(module, "packed")
 
     def run_full_step():
         b1, b2 = next_train()
@@ -303,8 +316,11 @@ def markdown(report: dict) -> str:
         lines += [f"## {label}: d {r['d_model']}, {r['n_layers']} layers, window {r['token_window']} "
                   f"(pbmc3k: median {r['tokens_per_cell_median']:.0f} expressed genes per cell)", "",
                   "| path | cells/s | TFLOP/s | MFU | peak GB |", "|---|---:|---:|---:|---:|"]
-        for key in ("dense_embed", "cellvq_packed_embed", "cellvq_padded_embed", "dense_train",
-                    "cellvq_packed_encoder_train", "cellvq_padded_encoder_train", "cellvq_full_pretrain_step"):
+        for key in ("dense_embed", "cellvq_packed_embed", "cellvq_padded_embed", "cellvq_packed+compile_embed",
+                    "dense_train", "cellvq_packed_encoder_train", "cellvq_padded_encoder_train",
+                    "cellvq_packed+compile_encoder_train", "cellvq_full_pretrain_step"):
+            if key not in r:
+                continue
             m = r.get(key, {})
             if "error" in m:
                 lines.append(f"| {key} | error: {m['error'][:120]} | | | |")
@@ -327,6 +343,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    ap.add_argument("--compile", action="store_true", help="also time the packed blocks through torch.compile")
     ap.add_argument("--peak-tflops", type=float, default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args(argv)
@@ -343,7 +360,8 @@ def main(argv: list[str] | None = None) -> dict:
               "sizes": {}}
     for label, s in sizes.items():
         print(f"{label} ...", flush=True)
-        report["sizes"][label] = bench_size(label, s, counts, measured, device, dtype, args.warmup, args.iters, peak)
+        report["sizes"][label] = bench_size(label, s, counts, measured, device, dtype, args.warmup, args.iters, peak,
+                                            args.compile)
         if device.type == "cuda":
             torch.cuda.empty_cache()
     args.out.mkdir(parents=True, exist_ok=True)
