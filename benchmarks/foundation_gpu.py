@@ -43,10 +43,14 @@ from foundation.config import CellVQConfig  # noqa: E402
 from foundation.nn.module import CellVQModule  # noqa: E402
 from foundation.tokens import make_batch, thin_counts, to_device  # noqa: E402
 
-SIZES = {
-    "38M": dict(d_model=512, n_layers=12, n_heads=8, d_ff=2048, window=1200, train_batch=64, embed_batch=256),
-    "302M": dict(d_model=1024, n_layers=24, n_heads=16, d_ff=4096, window=2048, train_batch=32, embed_batch=128),
-}
+
+def _size(cfg: CellVQConfig, train_batch: int, embed_batch: int) -> dict:
+    return dict(d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_ff=cfg.d_ff, window=cfg.max_tokens,
+                train_batch=train_batch, embed_batch=embed_batch)
+
+
+# the presets CellVQConfig.medium / .large are these two sizes
+SIZES = {"38M": _size(CellVQConfig.medium(), 64, 256), "302M": _size(CellVQConfig.large(), 32, 128)}
 SMOKE = {"smoke": dict(d_model=32, n_layers=2, n_heads=2, d_ff=64, window=128, train_batch=8, embed_batch=16)}
 # the dense figures, H100, bf16 (cells/s)
 REFERENCE = {"38M": {"embed": 1700.0, "train": 560.0}, "302M": {"embed": 203.0, "train": 63.0}}

@@ -14,7 +14,9 @@ QuantizerKind = Literal["soft_conditional", "ema", "none"]
 class CellVQConfig:
     """Architecture of a CellVQ model.
 
-    Presets: :meth:`tiny` (CPU, ~1M parameters), :meth:`small` (~10M), :meth:`base` (>= 100M).
+    Presets: :meth:`tiny` (CPU, ~1M parameters), :meth:`small` (~10M), :meth:`medium` (38M in its transformer
+    blocks, 1,200 tokens), :meth:`base` (>= 100M), :meth:`large` (302M in its blocks, 2,048 tokens). ``medium``
+    and ``large`` match the dense reference transformers of ``benchmarks/foundation_gpu.py``.
     """
 
     n_genes: int = 0  # vocabulary size, filled from the vocabulary
@@ -44,6 +46,15 @@ class CellVQConfig:
     @classmethod
     def small(cls, **kw: Any) -> CellVQConfig:
         return cls(**{**dict(d_model=256, n_layers=6, n_heads=8, d_ff=1024, max_tokens=1024), **kw})
+
+    @classmethod
+    def medium(cls, **kw: Any) -> CellVQConfig:
+        return cls(**{**dict(d_model=512, n_layers=12, n_heads=8, d_ff=2048, max_tokens=1200, d_decoder=256), **kw})
+
+    @classmethod
+    def large(cls, **kw: Any) -> CellVQConfig:
+        base = dict(d_model=1024, n_layers=24, n_heads=16, d_ff=4096, max_tokens=2048, d_decoder=256)
+        return cls(**{**base, **kw})
 
     @classmethod
     def base(cls, **kw: Any) -> CellVQConfig:

@@ -258,6 +258,16 @@ def test_base_config_has_over_100m_parameters():
     assert sum(p.numel() for p in m.parameters()) >= 100_000_000
 
 
+@pytest.mark.parametrize("preset, millions", [("medium", 38), ("large", 302)])
+def test_medium_and_large_presets_match_the_dense_reference_sizes(preset, millions):
+    """The issue's dense references are 38M and 302M parameters; the presets' transformer blocks are too."""
+    cfg = getattr(CellVQConfig, preset)(n_genes=20000)
+    with torch.device("meta"):
+        m = CellVQModule(cfg)
+    blocks = sum(p.numel() for p in m.encoder.blocks.parameters())
+    assert round(blocks / 1e6) == millions, blocks
+
+
 def test_checkpoint_roundtrip_and_errors(tmp_path):
     state = {"w": torch.arange(6.0).reshape(2, 3)}
     p = write_checkpoint(tmp_path / "ck", state, {"config": {"a": 1}}, {"symbols": ["A"]})
