@@ -99,15 +99,19 @@ def embed(
     model_dir: Annotated[Path | None, typer.Option("--model", help="Checkpoint folder (default: shipped).")] = None,
     layer: Annotated[str | None, typer.Option(help="Layer holding raw counts (default: X).")] = None,
     batch_size: int = 256,
+    device: Annotated[str | None, typer.Option(
+        help="cpu | cuda (default: cuda when available; bf16 and packed flash attention there).")] = None,
 ) -> None:
     """Embed cells: writes obsm['X_cellvq'], obs['cellvq_code'], varm['cellvq_gene'], ..."""
     try:
+        import torch
 
         import foundation
         from cellvq.io import read_h5ad_checked
 
         adata = read_h5ad_checked(input)
-        model = foundation.CellVQ.load(model_dir) if model_dir else foundation.load_pretrained()
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model = foundation.CellVQ.load(model_dir, device) if model_dir else foundation.load_pretrained(device)
         model.embed(adata, batch_size=batch_size, layer=layer)
         output.parent.mkdir(parents=True, exist_ok=True)
         tmp = output.with_name(output.name + ".tmp")
