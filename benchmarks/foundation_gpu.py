@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from foundation.config import CellVQConfig  # noqa: E402
+from foundation.nn.attention import varlen_available  # noqa: E402
 from foundation.nn.module import CellVQModule  # noqa: E402
 from foundation.tokens import make_batch, thin_counts, to_device  # noqa: E402
 
@@ -211,7 +212,7 @@ def bench_size(label: str, s: dict, counts, measured, device, dtype, warmup: int
             module.encoder.attention = impl
             z[impl] = module.cell_embedding(b["gene_ids"], b["values"], b["pad_mask"])[0].float()
         res["packed_vs_padded_rel_err"] = float((z["packed"] - z["padded"]).norm() / z["padded"].norm())
-        res["packed_uses_varlen_flash"] = bool(device.type == "cuda" and dtype != torch.float32)
+        res["packed_uses_varlen_flash"] = varlen_available(torch.empty(1, nh, d // nh, device=device, dtype=dtype))
 
     variants = ["packed", "padded"] + (["packed+compile"] if compile_blocks else [])
     # ---- embedding

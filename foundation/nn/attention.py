@@ -7,7 +7,7 @@ Three paths compute the same function:
   passes no mask, so the flash kernel can run.
 * packed (``forward_packed``): the tokens of all cells lie back to back in one (T, D) tensor with
   cumulative offsets ``cu_seqlens`` (the layout of flash-attention's variable-length kernels). On a CUDA
-  device in bf16/fp16 it calls ``torch.nn.attention.varlen.varlen_attn`` (Flash Attention over variable
+  device in bf16/fp16 (Ampere or newer) it calls ``torch.nn.attention.varlen.varlen_attn`` (Flash Attention over variable
   lengths): no token of padding is computed, in attention or in the linear layers around it. Elsewhere it
   pads, runs SDPA with a mask and unpads, which gives the same numbers and is how the CPU tests check it.
 * explicit (``return_weights=True``): softmax(QK^T / sqrt(d)) V written out, which also returns the
@@ -16,6 +16,7 @@ Three paths compute the same function:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -28,10 +29,17 @@ except ImportError:  # pragma: no cover - older torch takes the padded fallback
     varlen_attn = None
 
 
+@functools.lru_cache(maxsize=16)
+def _flash_capable(device_index: int) -> bool:
+    # Flash Attention needs an Ampere or newer GPU (compute capability 8.0+); a V100 or T4 takes the fallback
+    return torch.cuda.get_device_capability(device_index) >= (8, 0)
+
+
 def varlen_available(t: torch.Tensor) -> bool:
-    """True when the variable-length flash kernel can take ``t``: CUDA, half precision, head dim <= 256."""
+    """True when the variable-length flash kernel can take ``t``: CUDA on an Ampere-or-newer GPU, half
+    precision, head dim <= 256 and a multiple of 8."""
     return (varlen_attn is not None and t.is_cuda and t.dtype in (torch.float16, torch.bfloat16)
-            and t.shape[-1] <= 256 and t.shape[-1] % 8 == 0)
+            and t.shape[-1] <= 256 and t.shape[-1] % 8 == 0 and _flash_capable(t.device.index or 0))
 
 
 def packed_positions(cu_seqlens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
