@@ -22,6 +22,7 @@ into one import (genes and cells are shared; duplicates are merged).
 from __future__ import annotations
 
 import csv
+import re
 import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,9 @@ import pandas as pd
 from . import queries as q
 from .errors import SchemaError
 from .schema import DOUBLE, INT64, NODES, RELATIONSHIPS, STATUS_COMPLETE, STRING, RunTables, graph_frames
+
+# Neo4j 5 database names: 3-63 characters, ASCII letters, digits, dots and dashes, starting with a letter
+_DATABASE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9.\-]{2,62}")
 
 __all__ = ["BulkImport", "parse_header", "read_bulk_import", "write_bulk_import"]
 
@@ -83,6 +87,11 @@ def write_bulk_import(
 
     Returns the files and the command; the command is also printed to ``import_command.txt``.
     """
+    if not _DATABASE_NAME.fullmatch(database):
+        raise ValueError(
+            f"invalid Neo4j database name {database!r}: use 3-63 ASCII letters, digits, dots or dashes, "
+            "starting with a letter (e.g. 'cellvq')"
+        )
     if isinstance(runs, RunTables):
         runs = [runs]
     if not runs:
@@ -150,7 +159,7 @@ def write_bulk_import(
         "# Import CellVQ runs into a NEW Neo4j 5 database (replaces its contents).\n"
         "# 1. stop the database (neo4j stop, or STOP DATABASE for a non-default one)\n"
         "# 2. run this script on the server\n"
-        f"# 3. start Neo4j (for a database other than 'neo4j': CREATE DATABASE {database})\n"
+        "# 3. start Neo4j (for a database other than 'neo4j': CREATE DATABASE `" + database + "`)\n"
         "# 4. run after_import.cypher (constraints and indexes), e.g. cypher-shell -f after_import.cypher\n"
         "set -euo pipefail\n"
         'HERE="$(cd "$(dirname "$0")" && pwd)"\n'

@@ -23,14 +23,23 @@ A named query reads only *complete* runs: it starts by matching
 
 from __future__ import annotations
 
+import re
+
 from .schema import CELL_PROPERTY_PATTERN, NODES, RELATIONSHIPS, STATUS_COMPLETE
+
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\|[A-Za-z_][A-Za-z0-9_]*)*|[0-9]+")
+_PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*>")
 
 
 def _fill(template: str, **names: str) -> str:
-    """Put schema names (labels, types, bounds -- never values) into a statement template."""
+    """Put schema names (labels, types, property keys, a relationship alternation ``A|B`` or a numeric
+    bound -- never values, which travel as ``$parameters``) into a statement template's ``<NAME>`` slots."""
     for key, value in names.items():
+        if not _SCHEMA_NAME.fullmatch(value):
+            raise ValueError(f"not a schema name: {value!r} (values must be passed as $parameters)")
         template = template.replace(f"<{key}>", value)
-    assert "<" + "PATTERN>" not in template and "<TYPE>" not in template, template
+    if _PLACEHOLDER.search(template):
+        raise ValueError(f"unfilled placeholder in statement: {template}")
     return template
 
 # The status filter every named query starts with.
@@ -245,8 +254,10 @@ RETURN e.score AS score, e.nCells AS nCells
 )
 
 #: ``count`` of every node label / relationship type in the whole store.
-COUNT_NODES: dict[str, str] = {label: f"MATCH (n:{label}) RETURN count(n) AS n" for label in NODES}
-COUNT_RELS: dict[str, str] = {rtype: f"MATCH ()-[e:{rtype}]->() RETURN count(e) AS n" for rtype in RELATIONSHIPS}
+COUNT_NODES: dict[str, str] = {label: _fill("MATCH (n:<LABEL>) RETURN count(n) AS n", LABEL=label) for label in NODES}
+COUNT_RELS: dict[str, str] = {
+    rtype: _fill("MATCH ()-[e:<TYPE>]->() RETURN count(e) AS n", TYPE=rtype) for rtype in RELATIONSHIPS
+}
 #: ``count`` of a run's own facts: its per-run nodes and its relationships.
 COUNT_RUN_NODES: dict[str, str] = {
     label: _fill("MATCH (n:<LABEL> {runId: $runId}) RETURN count(n) AS n", LABEL=label)
@@ -323,8 +334,8 @@ ON MATCH SET g.ensemblId = coalesce(row.ensemblId, g.ensemblId)
 # Neo4j writes: constraints, indexes, batched UNWIND ... MERGE
 
 NEO4J_CONSTRAINTS: dict[str, str] = {
-    f"{label}_key": f"CREATE CONSTRAINT cellvq_{label.lower()}_key IF NOT EXISTS "
-    f"FOR (n:{label}) REQUIRE n.{spec.key} IS UNIQUE"
+    label + "_key": _fill("CREATE CONSTRAINT cellvq_<NAME>_key IF NOT EXISTS FOR (n:<LABEL>) REQUIRE n.<KEY> IS UNIQUE",
+                          NAME=label.lower(), LABEL=label, KEY=spec.key)
     for label, spec in NODES.items()
 }
 
@@ -336,7 +347,8 @@ NEO4J_INDEXES: dict[str, str] = {
     "Gene_ensemblId": "CREATE INDEX cellvq_gene_ensembl IF NOT EXISTS FOR (n:Gene) ON (n.ensemblId)",
     "Run_status": "CREATE INDEX cellvq_run_status IF NOT EXISTS FOR (n:Run) ON (n.status)",
     **{
-        f"{rtype}_runId": f"CREATE INDEX cellvq_{rtype.lower()}_run IF NOT EXISTS FOR ()-[e:{rtype}]-() ON (e.runId)"
+        rtype + "_runId": _fill("CREATE INDEX cellvq_<NAME>_run IF NOT EXISTS FOR ()-[e:<TYPE>]-() ON (e.runId)",
+                                NAME=rtype.lower(), TYPE=rtype)
         for rtype in RELATIONSHIPS
     },
 }
@@ -439,16 +451,21 @@ PING = "RETURN 1 AS ok"
 # LadybugDB dialect: DDL, COPY, lookups used by the COPY path
 
 
+def _columns(properties: tuple[tuple[str, str], ...]) -> list[str]:
+    return [_fill("<NAME> <KIND>", NAME=name, KIND=kind) for name, kind in properties]
+
+
 def _ladybug_node_ddl(label: str) -> str:
     spec = NODES[label]
-    cols = ", ".join(f"{name} {kind}" for name, kind in spec.properties)
-    return f"CREATE NODE TABLE IF NOT EXISTS {label}({cols}, PRIMARY KEY({spec.key}))"
+    template = "CREATE NODE TABLE IF NOT EXISTS <LABEL>(" + ", ".join(_columns(spec.properties)) + ", PRIMARY KEY(<KEY>))"
+    return _fill(template, LABEL=label, KEY=spec.key)
 
 
 def _ladybug_rel_ddl(rtype: str) -> str:
     spec = RELATIONSHIPS[rtype]
-    cols = "".join(f", {name} {kind}" for name, kind in spec.properties)
-    return f"CREATE REL TABLE IF NOT EXISTS {rtype}(FROM {spec.start} TO {spec.end}{cols})"
+    cols = "".join(", " + c for c in _columns(spec.properties))
+    return _fill("CREATE REL TABLE IF NOT EXISTS <TYPE>(FROM <START> TO <END>" + cols + ")",
+                 TYPE=rtype, START=spec.start, END=spec.end)
 
 
 #: Node and relationship tables, created idempotently when an embedded store opens.
@@ -458,7 +475,7 @@ LADYBUG_DDL: dict[str, str] = {
 }
 
 #: Bulk load of one table from a DataFrame passed as ``$frame`` (columns in table order).
-COPY: dict[str, str] = {name: f"COPY {name} FROM $frame" for name in (*NODES, *RELATIONSHIPS)}
+COPY: dict[str, str] = {name: _fill("COPY <TABLE> FROM $frame", TABLE=name) for name in (*NODES, *RELATIONSHIPS)}
 
 LADYBUG_CELL_COLUMNS = "CALL table_info('Cell') RETURN name, type"
 

@@ -97,9 +97,17 @@ def test_command_names_every_file(tmp_path, two_runs):
     assert set(out.rel_files) == set(RELATIONSHIPS)
     assert (tmp_path / "import_command.txt").read_text().strip() == out.command
     script = (tmp_path / "import.sh").read_text()
-    assert "database import full cellvq" in script and "CREATE DATABASE cellvq" in script
+    assert "database import full cellvq" in script and "CREATE DATABASE `cellvq`" in script
     after = (tmp_path / "after_import.cypher").read_text()
     assert "CREATE CONSTRAINT cellvq_gene_key IF NOT EXISTS FOR (n:Gene) REQUIRE n.symbol IS UNIQUE" in after
+
+
+@pytest.mark.parametrize("name", ["ab", "my db", "x\nrm -rf ~", "1cellvq", "cell`vq"])
+def test_bad_database_name_is_refused_before_anything_is_written(tmp_path, two_runs, name):
+    """The name goes into a shell script and a Cypher hint: only a valid Neo4j database name is taken."""
+    with pytest.raises(ValueError, match="invalid Neo4j database name"):
+        write_bulk_import(two_runs, tmp_path / "out", database=name)
+    assert not (tmp_path / "out").exists()
 
 
 def test_files_round_trip_into_the_same_tables(tmp_path, two_runs):
