@@ -26,6 +26,7 @@ Writes ``foundation_gpu.json`` and ``foundation_gpu.md`` to ``--out``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -44,15 +45,9 @@ from foundation.nn.attention import varlen_available  # noqa: E402
 from foundation.nn.module import CellVQModule  # noqa: E402
 from foundation.tokens import make_batch, thin_counts, to_device  # noqa: E402
 
-
-def _size(cfg: CellVQConfig, train_batch: int, embed_batch: int) -> dict:
-    return dict(d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_ff=cfg.d_ff, window=cfg.max_tokens,
-                train_batch=train_batch, embed_batch=embed_batch)
-
-
-# the presets CellVQConfig.medium / .large are these two sizes
-SIZES = {"38M": _size(CellVQConfig.medium(), 64, 256), "302M": _size(CellVQConfig.large(), 32, 128)}
-SMOKE = {"smoke": dict(d_model=32, n_layers=2, n_heads=2, d_ff=64, window=128, train_batch=8, embed_batch=16)}
+# (architecture, train batch, embed batch); the presets CellVQConfig.medium / .large are the issue's two sizes
+SIZES = {"38M": (CellVQConfig.medium(), 64, 256), "302M": (CellVQConfig.large(), 32, 128)}
+SMOKE = {"smoke": (CellVQConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, max_tokens=128), 8, 16)}
 # the issue's dense figures, H100, bf16 (cells/s)
 REFERENCE = {"38M": {"embed": 1700.0, "train": 560.0}, "302M": {"embed": 203.0, "train": 63.0}}
 # dense bf16 tensor-core peaks (TFLOP/s) by device name; --peak-tflops overrides
@@ -163,13 +158,13 @@ def set_variant(module, variant: str) -> None:
             vars(block).pop("forward_packed", None)
 
 
-def bench_size(label: str, s: dict, counts, measured, device, dtype, warmup: int, iters: int, peak,
-               compile_blocks: bool = False) -> dict:
+def bench_size(label: str, size: tuple[CellVQConfig, int, int], counts, measured, device, dtype, warmup: int,
+               iters: int, peak, compile_blocks: bool = False) -> dict:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    d, nl, nh, dff, window = s["d_model"], s["n_layers"], s["n_heads"], s["d_ff"], s["window"]
     n_genes = counts.shape[1]
-    eb, tb = s["embed_batch"], s["train_batch"]
+    cfg, tb, eb = dataclasses.replace(size[0], n_genes=n_genes), size[1], size[2]
+    d, nl, nh, dff, window = cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.d_ff, cfg.max_tokens
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     res: dict = {"d_model": d, "n_layers": nl, "n_heads": nh, "d_ff": dff, "token_window": window}
     res["block_parameters"] = nl * (4 * d * d + 2 * d * dff)
@@ -187,8 +182,6 @@ def bench_size(label: str, s: dict, counts, measured, device, dtype, warmup: int
     res["padding_share_sorted_batches"] = round(
         1 - sum(int((~b["pad_mask"]).sum()) for b in embed_batches) / sum(b["pad_mask"].numel() for b in embed_batches), 4)
 
-    cfg = CellVQConfig(n_genes=n_genes, d_model=d, n_layers=nl, n_heads=nh, d_ff=dff, max_tokens=window,
-                       d_decoder=min(256, d))
     module = CellVQModule(cfg).to(device)
     res["cellvq_parameters"] = sum(p.numel() for p in module.parameters())
 
@@ -313,6 +306,10 @@ def bench_size(label: str, s: dict, counts, measured, device, dtype, warmup: int
     return res
 
 
+def _ratio(r: dict, key: str) -> str:
+    return "n/a" if r.get(key) is None else f"{r[key]}x"
+
+
 def markdown(report: dict) -> str:
     lines = ["# Foundation GPU benchmark", "",
              f"Device: {report['device']}; torch {report['torch']}; {report['dtype']}; "
@@ -332,9 +329,9 @@ def markdown(report: dict) -> str:
             else:
                 lines.append(f"| {key} | {m.get('cells_per_s')} | {m.get('tflops', '')} | {m.get('mfu', '')} | "
                              f"{m.get('peak_mem_gb', '')} |")
-        lines += ["", f"Embedding vs dense (same process): {r.get('embed_speedup_vs_dense_same_process')}x; "
-                  f"training: {r.get('train_speedup_vs_dense_same_process')}x. Against the issue's H100 figures: "
-                  f"{r.get('embed_ratio_to_issue_h100_figure')}x / {r.get('train_ratio_to_issue_h100_figure')}x. "
+        lines += ["", f"Embedding vs dense (same process): {_ratio(r, 'embed_speedup_vs_dense_same_process')}; "
+                  f"training: {_ratio(r, 'train_speedup_vs_dense_same_process')}. Against the issue's H100 figures: "
+                  f"{_ratio(r, 'embed_ratio_to_issue_h100_figure')} / {_ratio(r, 'train_ratio_to_issue_h100_figure')}. "
                   f"Packed vs padded relative difference of the embedding: {r['packed_vs_padded_rel_err']:.2e}.", ""]
     return "\n".join(lines)
 

@@ -131,7 +131,7 @@ class GeneExpressionEncoder(nn.Module):
         cu = torch.zeros(b + 1, dtype=torch.int32, device=gene_ids.device)
         cu[1:] = lengths.cumsum(0)
         max_len = int(lengths.max())
-        is_cls = torch.zeros(int(cu[-1]), dtype=torch.bool, device=gene_ids.device)
+        is_cls = torch.zeros(tok.shape[0] + b, dtype=torch.bool, device=gene_ids.device)  # sizes known: no sync
         is_cls[cu[:-1].long()] = True
         x = tok.new_empty(is_cls.shape[0], tok.shape[1])
         x[is_cls] = self.cls[0, 0].to(tok.dtype)
