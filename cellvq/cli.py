@@ -51,6 +51,9 @@ def pretrain(
     grad_accum: int = 1,
     contrastive_weight: Annotated[float, typer.Option(
         help="Weight of the cross-view objective (thinned, re-masked view of each cell; 0 turns it off).")] = 1.0,
+    panel_prob: Annotated[float, typer.Option(
+        help="Share of batches whose second view keeps only a random gene panel (200-4,000 genes), so that "
+        "embeddings do not depend on how many genes an experiment measured.")] = 0.0,
     max_tokens: Annotated[int | None, typer.Option(help="Expressed genes per cell fed to the encoder.")] = None,
     max_genes: Annotated[int | None, typer.Option(help="Cap on the vocabulary size.")] = None,
     max_cells_per_file: Annotated[int | None, typer.Option(help="Per epoch, so one big file cannot dominate.")] = None,
@@ -77,7 +80,8 @@ def pretrain(
             kw["max_tokens"] = max_tokens
         cfg = presets[preset](**kw)
         tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, grad_accum=grad_accum,
-                         contrastive_weight=contrastive_weight, max_cells_per_file=max_cells_per_file, seed=seed)
+                         contrastive_weight=contrastive_weight, panel_prob=panel_prob,
+                         max_cells_per_file=max_cells_per_file, seed=seed)
         hold = holdout_set(read_holdout(holdout)) if holdout else None
         model = CellVQ.pretrain(data, config=cfg, train=tc, out=out_dir, max_genes=max_genes, holdout=hold,
                                 device=device, resume=resume, name=name,
@@ -101,22 +105,25 @@ def embed(
     batch_size: int = 256,
     device: Annotated[str | None, typer.Option(
         help="cpu | cuda (default: cuda when available; bf16 and packed flash attention there).")] = None,
+    backed: Annotated[bool, typer.Option(
+        "--backed", help="Leave X on disk: stream it in blocks of --chunk-rows cells (for files larger than "
+        "memory); the output's X is copied by HDF5 without loading it.")] = False,
+    chunk_rows: Annotated[int, typer.Option(help="Cells per block read from disk with --backed.")] = 8192,
 ) -> None:
     """Embed cells: writes obsm['X_cellvq'], obs['cellvq_code'], varm['cellvq_gene'], ..."""
     try:
         import torch
 
         import foundation
-        from cellvq.io import read_h5ad_checked
+        from cellvq.io import read_h5ad_checked, write_h5ad_atomic
 
-        adata = read_h5ad_checked(input)
+        if backed and output.resolve() == input.resolve():
+            raise ValueError(f"--out {output} is the backed input itself; write to another path")
+        adata = read_h5ad_checked(input, backed=backed)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model = foundation.CellVQ.load(model_dir, device) if model_dir else foundation.load_pretrained(device)
-        model.embed(adata, batch_size=batch_size, layer=layer)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.with_name(output.name + ".tmp")
-        adata.write_h5ad(tmp)
-        tmp.replace(output)
+        model.embed(adata, batch_size=batch_size, layer=layer, chunk_rows=chunk_rows)
+        write_h5ad_atomic(adata, output)
         u = adata.uns["cellvq"]
         out.print(f"embedded {adata.n_obs} cells: {u['codes_used']} codes used (perplexity {u['code_perplexity']:.1f}), "
                   f"gene match {u['gene_match_rate']:.1%}, count match {u['count_match_rate']:.1%} -> {output}")

@@ -95,6 +95,12 @@ class TrainConfig:
     contrastive_weight: float = 1.0
     contrastive_temperature: float = 0.1
     thin_min: float = 0.5
+    # share of batches whose second view is also cut to a random gene panel (tokens.random_panel), as a
+    # smaller experiment would have measured it; teaches embeddings that do not depend on the gene panel
+    panel_prob: float = 0.0
+    panel_min_genes: int = 200
+    panel_max_genes: int = 4000
+    panel_cell_prob: float = 1.0  # share of a panel batch's cells cut to the panel (the rest keep every gene)
     max_cells_per_file: int | None = None  # per epoch; stops one big file from dominating
     block_size: int = 512
     seed: int = 0

@@ -226,28 +226,47 @@ class CellVQ:
         return_attention: bool = False,
         sort_by_length: bool = True,
         bf16: bool = True,
+        chunk_rows: int = 8192,
     ):
         """Embed every cell of ``adata`` (raw counts in ``X`` or ``layer``) and write the keys of
         docs/CONTRACTS.md section 1. Nothing is written unless every cell was embedded.
 
+        ``adata`` may be backed (``anndata.read_h5ad(path, backed="r")``): its counts are then streamed in
+        blocks of ``chunk_rows`` cells, in two passes (validation, library sizes and count match rate, then
+        embedding), and never held whole in memory; only the outputs (cells x ``d_model``) are. The
+        embedding equals that of the same cells in memory.
         ``sort_by_length``: batch cells of similar numbers of expressed genes together (length bucketing),
         so that little of a batch is padding; results are written back in the original cell order.
         ``bf16``: on a CUDA device, run the encoder under bf16 autocast, which also lets the packed
         variable-length flash attention run (see :mod:`foundation.nn.attention`); ignored on CPU."""
-        from foundation.data import align_genes, check_unique_genes, get_counts, to_vocab_csr
+        from foundation.data import align_genes, check_nonempty_cells, check_unique_genes, to_vocab_csr
+        from foundation.data.validate import (
+            _is_backed_matrix,
+            get_counts,
+            get_matrix,
+            iter_row_chunks,
+            scan_counts,
+        )
 
+        if chunk_rows < 1 or batch_size < 1:
+            raise ValueError(f"batch_size ({batch_size}) and chunk_rows ({chunk_rows}) must be at least 1")
         check_unique_genes(adata, var_key=var_key)
-        counts = get_counts(adata, layer=layer)
-        alignment = align_genes(adata, self.vocab, layer=layer, var_key=var_key, min_match=min_match)
-        vc = to_vocab_csr(counts, alignment, len(self.vocab))
-        libs = np.asarray(counts.sum(1)).ravel()
-        if (libs == 0).any():
-            from foundation.errors import EmptyCellsError
+        X = get_matrix(adata, layer)
+        if _is_backed_matrix(X):  # stream: never hold the whole matrix
+            scan = scan_counts(adata, layer, chunk_rows=chunk_rows)
+            libs, col_sums = scan.library, scan.col_sums
 
-            raise EmptyCellsError(
-                f"{int((libs == 0).sum())} cells have no counts; remove them first, e.g. "
-                "sc.pp.filter_cells(adata, min_counts=1)."
-            )
+            def blocks():
+                return iter_row_chunks(X, chunk_rows)
+        else:
+            counts = get_counts(adata, layer)
+            libs, col_sums = np.asarray(counts.sum(1), dtype=np.float64).ravel(), None
+
+            def blocks():
+                return iter(((0, counts),))
+        alignment = align_genes(adata, self.vocab, layer=layer, var_key=var_key, min_match=min_match,
+                                col_sums=col_sums)
+        check_nonempty_cells(adata, layer, library=libs)
         module = self.module.eval()
         dev = self.device
         n = adata.n_obs
@@ -258,24 +277,29 @@ class CellVQ:
         den = np.zeros((n, adata.n_vars), np.float32) if denoised else None
         matched_vars = np.flatnonzero(alignment.var_index >= 0)
         measured = alignment.measured
-        lengths = np.diff(vc.indptr)
-        order = np.argsort(lengths, kind="stable") if sort_by_length else np.arange(n)
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if (bf16 and dev.type == "cuda")
                     else contextlib.nullcontext())
         t0 = time.perf_counter()
-        for s in tqdm(range(0, n, batch_size), desc="CellVQ embed", disable=not progress, leave=False):
-            idx = order[s : s + batch_size]
-            rows = vc[idx]
-            batch = to_device(make_batch(rows, measured, self.config.max_tokens, self.config.target_sum,
-                                         with_targets=False), dev)
-            with autocast:
-                out = module.encode(batch["gene_ids"], batch["values"], batch["pad_mask"])
-            z[idx] = out.z.float().cpu().numpy()
-            zq[idx] = out.z_q.float().cpu().numpy()
-            codes[idx] = out.codes.cpu().numpy()
-            if den is not None:
-                dist = module.decoder(out.z_q, module.gene_embeddings(), batch["library"], batch["measured"])
-                den[np.ix_(idx, matched_vars)] = dist.mean.float().cpu().numpy()[:, alignment.var_index[matched_vars]]
+        with tqdm(total=n, desc="CellVQ embed", unit="cell", disable=not progress, leave=False) as bar:
+            for offset, block in blocks():
+                vc = to_vocab_csr(block, alignment, len(self.vocab))
+                lengths = np.diff(vc.indptr)
+                order = np.argsort(lengths, kind="stable") if sort_by_length else np.arange(vc.shape[0])
+                for s in range(0, vc.shape[0], batch_size):
+                    local = order[s : s + batch_size]
+                    idx = offset + local
+                    batch = to_device(make_batch(vc[local], measured, self.config.max_tokens,
+                                                 self.config.target_sum, with_targets=False), dev)
+                    with autocast:
+                        out = module.encode(batch["gene_ids"], batch["values"], batch["pad_mask"])
+                    z[idx] = out.z.float().cpu().numpy()
+                    zq[idx] = out.z_q.float().cpu().numpy()
+                    codes[idx] = out.codes.cpu().numpy()
+                    if den is not None:
+                        dist = module.decoder(out.z_q, module.gene_embeddings(), batch["library"], batch["measured"])
+                        den[np.ix_(idx, matched_vars)] = (
+                            dist.mean.float().cpu().numpy()[:, alignment.var_index[matched_vars]])
+                    bar.update(len(local))
         seconds = time.perf_counter() - t0
         gene_emb = self.module.gene_embeddings().detach().float().cpu().numpy()
         varm = np.zeros((adata.n_vars, gene_emb.shape[1]), np.float32)
@@ -299,6 +323,7 @@ class CellVQ:
             "quantizer": self.config.quantizer,
             "n_codes": int(n_codes),
             "gene_match_rate": float(alignment.gene_match_rate),
+            "n_measured_genes": int(alignment.measured.sum()),
             "count_match_rate": float(alignment.count_match_rate),
             "codes_used": int((counts_per_code > 0).sum()),
             "code_perplexity": float(np.exp(-(p * np.log(p)).sum())),

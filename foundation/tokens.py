@@ -91,3 +91,41 @@ def thin_counts(counts: sp.csr_matrix, rng: np.random.Generator, keep_min: float
         out.data[lo:hi] = counts.data[lo:hi]
     out.eliminate_zeros()
     return out
+
+
+def random_panel(counts: sp.csr_matrix, measured: np.ndarray, rng: np.random.Generator, min_genes: int = 200,
+                 max_genes: int = 4000, target_sum: float = 1e4, cell_prob: float = 1.0
+                 ) -> tuple[sp.csr_matrix, np.ndarray]:
+    """The batch as a smaller experiment would have measured it: only a panel of ``K`` genes kept (``K``
+    log-uniform in ``[min_genes, max_genes]``, at most the genes the batch measured), the rest unmeasured.
+
+    Panels are drawn the way real reduced panels arise (highly variable gene selection, targeted assays):
+    genes are ranked by the log-variance of their normalised expression in the batch plus Gumbel noise, and
+    the top ``K`` are kept. Each cell is cut to the panel with probability ``cell_prob`` (the others keep every
+    gene, so that a batch mixes both and a contrastive loss cannot match views by the panel alone). Returns
+    ``(counts, measured)``, ``measured`` restricted to the panel when every cell was; a cell left with no
+    counts in the panel keeps its original counts. Used for the second view of the cross-view objective,
+    so that a cell embeds alike whether its experiment measured the whole transcriptome or a few hundred
+    genes."""
+    counts = counts.tocsr().astype(np.float32)
+    meas = np.flatnonzero(measured)
+    if len(meas) <= min_genes:
+        return counts, np.asarray(measured, dtype=bool)
+    k = int(round(np.exp(rng.uniform(np.log(min_genes), np.log(min(max_genes, len(meas)))))))
+    lib = np.asarray(counts.sum(1)).ravel()
+    norm = counts.multiply((target_sum / np.maximum(lib, 1.0))[:, None]).tocsr()
+    norm.data = np.log1p(norm.data)
+    mean = np.asarray(norm.mean(0)).ravel()
+    var = np.asarray(norm.multiply(norm).mean(0)).ravel() - mean**2
+    score = np.log(np.maximum(var[meas], 0.0) + 1e-3) + rng.gumbel(size=len(meas))
+    panel = meas[np.argpartition(-score, k - 1)[:k]]
+    keep = np.zeros(counts.shape[1], dtype=bool)
+    keep[panel] = True
+    in_panel = keep[counts.indices]
+    row_of = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
+    empty = np.bincount(row_of[in_panel], minlength=counts.shape[0]) == 0
+    whole = empty | (rng.random(counts.shape[0]) >= cell_prob) if cell_prob < 1 else empty
+    if whole.any():  # these cells keep all their genes
+        in_panel |= whole[row_of]
+    out = sp.csr_matrix((counts.data[in_panel], (row_of[in_panel], counts.indices[in_panel])), shape=counts.shape)
+    return out, np.asarray(measured, dtype=bool) & (keep if cell_prob >= 1 else True)

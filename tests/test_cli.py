@@ -80,7 +80,7 @@ def test_pretrain_then_load_and_embed(tmp_path):
     from foundation import CellVQ
 
     out = tmp_path / "ckpt"
-    res = ok("pretrain", KANG, "--out", out, "--epochs", 1)
+    res = ok("pretrain", KANG, "--out", out, "--epochs", 1, "--panel-prob", 0.5)
     assert f"to {out}" in res.stdout.replace("\n", "")
     meta = json.loads(res.stdout[res.stdout.index("{"):])
     assert meta["steps"] > 0 and np.isfinite(meta["final_history"]["loss"])
@@ -108,6 +108,26 @@ def test_embed(tmp_path):
     u = a.uns["cellvq"]
     assert u["gene_match_rate"] > 0.9 and u["codes_used"] >= 1
     assert not out.with_name(out.name + ".tmp").exists()
+
+
+def test_embed_backed_streams_and_keeps_counts(tmp_path):
+    """`--backed` leaves X on disk while embedding; the output holds the input's counts (copied by HDF5) and
+    the same embedding as the in-memory command."""
+    import anndata as ad
+
+    ok("embed", KANG, "--out", tmp_path / "mem.h5ad", "--device", "cpu")
+    ok("embed", KANG, "--out", tmp_path / "bk.h5ad", "--backed", "--chunk-rows", "128", "--device", "cpu")
+    mem, bk, src = ad.read_h5ad(tmp_path / "mem.h5ad"), ad.read_h5ad(tmp_path / "bk.h5ad"), ad.read_h5ad(KANG)
+    assert (bk.X != src.X).nnz == 0 and bk.X.dtype == src.X.dtype
+    np.testing.assert_allclose(bk.obsm["X_cellvq"], mem.obsm["X_cellvq"], atol=1e-5)
+    assert (bk.obs["cellvq_code"] == mem.obs["cellvq_code"]).all()
+    assert bk.obs.drop(columns=["cellvq_code", "cellvq_code_id"]).equals(src.obs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bk.h5ad", "mem.h5ad"]
+    # writing over the backed input itself is refused, and the input is untouched
+    copy = tmp_path / "in.h5ad"
+    shutil.copy(KANG, copy)
+    clean_error(cli("embed", copy, "--out", copy, "--backed", "--device", "cpu"), "backed input itself")
+    assert (ad.read_h5ad(copy).X != src.X).nnz == 0
 
 
 # ---------------------------------------------------------------------------------------------------------

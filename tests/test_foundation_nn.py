@@ -18,7 +18,7 @@ from foundation.nn.attention import GeneSelfAttention, padded_varlen_attention
 from foundation.nn.encoder import GeneExpressionEncoder
 from foundation.nn.module import CellVQModule, info_nce
 from foundation.nn.quantize import EMAVectorQuantizer, SoftConditionalVQ, code_to_str
-from foundation.tokens import make_batch, thin_counts
+from foundation.tokens import make_batch, random_panel, thin_counts
 
 
 def test_nb_log_prob_matches_scipy():
@@ -248,6 +248,42 @@ def test_thin_counts_is_binomial_downsampling():
     # one keep-probability per cell, drawn from U(0.5, 1): mean 0.75
     assert abs(np.median(kept) - 0.75) < 0.05 and kept.min() > 0.3
     assert np.array_equal(thin_counts(X, np.random.default_rng(1), 0.5).toarray(), T.toarray())  # seeded
+
+
+def test_random_panel_keeps_a_variable_gene_panel(pbmc3k):
+    """The second view's random panel: K genes within bounds among the measured ones, counts only there (a
+    cell with none in the panel keeps its own), drawn towards genes that vary (as an HVG panel would be)."""
+    X = pbmc3k.X[:256].tocsr().astype(np.float32)
+    measured = np.ones(X.shape[1], bool)
+    measured[:1000] = False  # genes this experiment did not measure are never in a panel
+    X = sp.csr_matrix(X.multiply(measured[None, :]))
+    X.eliminate_zeros()
+    sizes, hvg_share = [], []
+    norm = X.multiply(1e4 / np.asarray(X.sum(1))).tocsr().log1p()
+    var = np.asarray(norm.multiply(norm).mean(0)).ravel() - np.asarray(norm.mean(0)).ravel() ** 2
+    top = np.argsort(-var)[:300]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        C, m = random_panel(X, measured, rng, min_genes=200, max_genes=4000)
+        k = int(m.sum())
+        sizes.append(k)
+        assert 200 <= k <= 4000 and not m[:1000].any()
+        assert set(np.unique(C.indices)) <= set(np.flatnonzero(m))
+        assert (np.asarray(C.sum(1)).ravel() > 0).all()
+        D = (C - X.multiply(m[None, :])).tocsr()
+        assert abs(D).sum() == 0  # panel genes keep their counts exactly
+        hvg_share.append(m[top].mean() / (k / measured.sum()))
+    assert min(sizes) < 600 and max(sizes) > 1500  # log-uniform over the range
+    assert np.median(hvg_share) > 3  # variable genes are several times over-represented
+    C1, m1 = random_panel(X, measured, np.random.default_rng(5))
+    C2, m2 = random_panel(X, measured, np.random.default_rng(5))
+    assert np.array_equal(m1, m2) and (C1 != C2).nnz == 0  # seeded
+    # a cell with no counts in the panel keeps its own
+    Y = sp.csr_matrix(([5.0, 1.0], ([0, 1], [0, 2])), shape=(2, 300))
+    meas = np.ones(300, bool)
+    for seed in range(10):
+        C, m = random_panel(Y, meas, np.random.default_rng(seed), min_genes=2, max_genes=3)
+        assert (np.asarray(C.sum(1)).ravel() > 0).all()
 
 
 def test_info_nce_rewards_matching_views():

@@ -3,7 +3,7 @@
 Public surface (``docs/CONTRACTS.md`` section 2):
 
 - :class:`GeneVocab` - ordered gene symbols with Ensembl IDs.
-- :func:`get_counts`, :func:`check_unique_genes`, :func:`check_nonempty_cells`, :func:`validate_anndata`.
+- :func:`get_counts`, :func:`scan_counts`, :func:`check_unique_genes`, :func:`check_nonempty_cells`, :func:`validate_anndata`.
 - :func:`align_genes` -> :class:`GeneAlignment`; :func:`to_vocab_csr`.
 - :class:`CountsBlock`, :func:`iter_blocks`, :class:`CountsStream`, :func:`stream_collate`.
 - :func:`read_h5ad` - ``anndata.read_h5ad`` with a :class:`~foundation.errors.CorruptFileError` naming the file.
@@ -20,11 +20,13 @@ from foundation.data.align import GeneAlignment, align_genes, align_names, to_vo
 from foundation.data.io import read_h5ad
 from foundation.data.validate import (
     INTEGER_TOL,
+    CountsScan,
     check_counts,
     check_nonempty_cells,
     check_unique_genes,
     get_counts,
     iter_row_chunks,
+    scan_counts,
     validate_anndata,
 )
 from foundation.data.vocab import GeneVocab, gencode_table, is_ensembl_id, strip_ensembl_version
@@ -36,6 +38,8 @@ __all__ = [
     "strip_ensembl_version",
     "get_counts",
     "check_counts",
+    "scan_counts",
+    "CountsScan",
     "check_unique_genes",
     "check_nonempty_cells",
     "validate_anndata",

@@ -199,6 +199,7 @@ def align_genes(
     min_match: float = 0.2,
     warn_below: float = 0.9,
     source: str | None = None,
+    col_sums: np.ndarray | None = None,
 ) -> GeneAlignment:
     """Map each var of ``adata`` to ``vocab`` (by symbol, else by Ensembl ID).
 
@@ -218,6 +219,9 @@ def align_genes(
         Emit :class:`LowGeneMatchWarning` when the gene match rate is below this.
     source
         Name used in messages (default ``"adata"`` or the backing file name).
+    col_sums
+        Total counts per var, if already known (e.g. :attr:`~foundation.data.validate.CountsScan.col_sums`
+        from :func:`~foundation.data.scan_counts`); saves one pass over a backed matrix.
 
     Returns
     -------
@@ -226,8 +230,10 @@ def align_genes(
     names = _var_names(adata, var_key)
     if source is None:
         source = str(adata.filename.name) if adata.isbacked and adata.filename is not None else "adata"
-    X = get_matrix(adata, layer)
-    col_sums = _column_sums(X)
+    if col_sums is None:
+        col_sums = _column_sums(get_matrix(adata, layer))
+    elif len(col_sums) != adata.n_vars:
+        raise ValueError(f"col_sums has {len(col_sums)} entries but adata has {adata.n_vars} vars")
     al = align_names(names, vocab, col_sums=col_sums, source=source)
     hint = _mismatch_hint(names, list(adata.var.columns), var_key) if al.gene_match_rate < warn_below else ""
     check_alignment(al, min_match=min_match, warn_below=warn_below, hint=hint)

@@ -24,6 +24,8 @@ __all__ = [
     "get_counts",
     "get_matrix",
     "check_counts",
+    "scan_counts",
+    "CountsScan",
     "check_unique_genes",
     "check_nonempty_cells",
     "validate_anndata",
@@ -148,7 +150,8 @@ class _CountStats:
                         self.example_nonint.append(float(v))
 
 
-def _scan(X, keep_row_sums: bool = True, col_sums: np.ndarray | None = None) -> tuple[_CountStats, int]:
+def _scan(X, keep_row_sums: bool = True, col_sums: np.ndarray | None = None, chunk_rows: int = CHUNK_ROWS
+          ) -> tuple[_CountStats, int]:
     """Statistics of every stored value of X, chunked when backed. Returns (stats, n_stored).
 
     ``col_sums`` (float64, n_vars), if given, is incremented in place by the column sums.
@@ -157,7 +160,7 @@ def _scan(X, keep_row_sums: bool = True, col_sums: np.ndarray | None = None) -> 
     nnz = 0
     if _is_backed_matrix(X) or isinstance(X, np.ndarray):
         chunks: Iterator[tuple[int, sp.csr_matrix]] = (
-            iter_row_chunks(X) if _is_backed_matrix(X) else ((0, _to_csr32(X)),)
+            iter_row_chunks(X, chunk_rows) if _is_backed_matrix(X) else ((0, _to_csr32(X)),)
         )
     else:
         chunks = ((0, _to_csr32(X)),)
@@ -251,6 +254,40 @@ def check_counts(X, *, where: str = "matrix", adata: AnnData | None = None, laye
         )
 
 
+@dataclass
+class CountsScan:
+    """What one validating pass over a counts matrix learnt, without keeping the matrix.
+
+    ``library``: total counts per cell (float64, n_obs). ``col_sums``: total counts per var (float64,
+    n_vars). ``nnz``: stored values."""
+
+    library: np.ndarray
+    col_sums: np.ndarray
+    nnz: int
+
+
+def scan_counts(adata: AnnData, layer: str | None = None, chunk_rows: int = CHUNK_ROWS) -> CountsScan:
+    """Validate the raw counts of ``adata`` (as :func:`check_counts`) in one pass and return per-cell and
+    per-gene totals, holding at most one row chunk in memory when ``adata`` is backed.
+
+    This is the first of the two passes of a streamed embedding (:meth:`foundation.CellVQ.embed` on a
+    backed AnnData): it raises before anything is embedded if the data are not raw counts, and its
+    ``col_sums`` give the count match rate of :func:`~foundation.data.align_genes` without a second read.
+    """
+    X = get_matrix(adata, layer)
+    col_sums = np.zeros(X.shape[1], dtype=np.float64)
+    st, nnz = _scan(X, keep_row_sums=True, col_sums=col_sums, chunk_rows=chunk_rows)
+    _diagnose(st, nnz, X.shape, _where(layer), _hints(adata, layer), obs_names=adata.obs_names)
+    if st.vmax <= 1:
+        warnings.warn(
+            f"{_where(layer)} holds only 0/1 values; CellVQ expects UMI counts, binarised data will embed poorly.",
+            UserWarning,
+            stacklevel=2,
+        )
+    library = np.concatenate(st.row_sums) if st.row_sums else np.zeros(X.shape[0])
+    return CountsScan(library=library, col_sums=col_sums, nnz=int(nnz))
+
+
 def get_counts(adata: AnnData, layer: str | None = None) -> sp.csr_matrix:
     """Validated raw counts of ``adata`` as ``scipy.sparse.csr_matrix`` float32 (cells x vars).
 
@@ -317,21 +354,26 @@ def check_unique_genes(adata: AnnData, var_key: str | None = None) -> None:
 
 
 def check_nonempty_cells(adata: AnnData | None = None, layer: str | None = None, *,
-                         counts: sp.spmatrix | np.ndarray | None = None) -> None:
+                         counts: sp.spmatrix | np.ndarray | None = None,
+                         library: np.ndarray | None = None) -> None:
     """Raise :class:`EmptyCellsError` if some cells have zero total counts.
 
-    Pass an AnnData (``X`` or ``layer``; backed is read in chunks) or an already extracted ``counts`` matrix.
+    Pass an AnnData (``X`` or ``layer``; backed is read in chunks), an already extracted ``counts`` matrix,
+    or the per-cell totals ``library`` (e.g. :attr:`CountsScan.library`).
     """
-    if counts is None:
-        if adata is None:
-            raise TypeError("check_nonempty_cells needs an AnnData or counts=")
-        X = get_matrix(adata, layer)
+    if library is not None:
+        sums = np.asarray(library).ravel()
     else:
-        X = counts
-    if _is_backed_matrix(X):
-        sums = np.concatenate([np.asarray(C.sum(axis=1)).ravel() for _, C in iter_row_chunks(X)])
-    else:
-        sums = np.asarray(X.sum(axis=1)).ravel()
+        if counts is None:
+            if adata is None:
+                raise TypeError("check_nonempty_cells needs an AnnData, counts= or library=")
+            X = get_matrix(adata, layer)
+        else:
+            X = counts
+        if _is_backed_matrix(X):
+            sums = np.concatenate([np.asarray(C.sum(axis=1)).ravel() for _, C in iter_row_chunks(X)])
+        else:
+            sums = np.asarray(X.sum(axis=1)).ravel()
     empty = np.flatnonzero(sums <= 0)
     if empty.size:
         names = list(adata.obs_names[empty[:3]]) if adata is not None else [int(i) for i in empty[:3]]

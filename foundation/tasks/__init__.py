@@ -4,7 +4,8 @@ Functions take an AnnData and write documented keys, like scanpy's ``tl`` functi
 
 - :func:`pca_baseline` - the standard scanpy PCA baseline (``obsm["X_pca_baseline"]``).
 - :func:`leiden`, :func:`cluster_scores`, :func:`best_leiden_scores` - clustering and ARI/NMI vs labels.
-- :func:`transfer_labels`, :func:`macro_f1` - reference-to-query label transfer.
+- :func:`transfer_labels`, :func:`macro_f1` - reference-to-query label transfer;
+  :func:`transfer_labels_across` - between two experiments, embedded on the genes both measured.
 - :func:`predict_property` - cross-validated linear probe of an obs column.
 - :func:`perturbation_effects` - embedding shift and permutation test per perturbation vs control.
 - :func:`drug_response_features`, :func:`predict_drug_response`, :func:`compare_drug_response`,
@@ -14,7 +15,13 @@ Functions take an AnnData and write documented keys, like scanpy's ``tl`` functi
 
 from __future__ import annotations
 
-from foundation.tasks.annotate import macro_f1, predict_property, transfer_labels
+from foundation.tasks.annotate import (
+    GenePanelWarning,
+    macro_f1,
+    predict_property,
+    transfer_labels,
+    transfer_labels_across,
+)
 from foundation.tasks.clustering import best_leiden_scores, cluster_scores, leiden, pca_baseline
 from foundation.tasks.drug_response import (
     compare_drug_response,
@@ -30,6 +37,8 @@ __all__ = [
     "cluster_scores",
     "best_leiden_scores",
     "transfer_labels",
+    "transfer_labels_across",
+    "GenePanelWarning",
     "macro_f1",
     "predict_property",
     "perturbation_effects",

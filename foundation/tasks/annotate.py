@@ -12,7 +12,15 @@ from anndata import AnnData
 
 from foundation.tasks._common import get_obs, get_rep
 
-__all__ = ["transfer_labels", "macro_f1", "predict_property"]
+__all__ = ["transfer_labels", "transfer_labels_across", "macro_f1", "predict_property", "GenePanelWarning"]
+
+
+class GenePanelWarning(UserWarning):
+    """Reference and query were embedded from very different numbers of measured genes."""
+
+
+#: Below this ratio of measured genes (smaller panel / larger panel), transfer_labels warns.
+PANEL_RATIO_WARN = 0.5
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +72,7 @@ def transfer_labels(
             f"reference obsm[{use_rep!r}] has {R.shape[1]} dims but query has {Q.shape[1]}; embed both with the "
             "same model."
         )
+    _warn_if_panels_differ(reference, query, use_rep)
     lab = get_obs(reference, label_key)
     ok = lab.notna().to_numpy()
     y = lab.astype(str).to_numpy()[ok]
@@ -86,6 +95,82 @@ def transfer_labels(
     query.obs[f"{label_key}_cellvq_pred"] = pd.Categorical(pred, categories=sorted(np.unique(y)))
     query.obs[f"{label_key}_cellvq_conf"] = conf.astype(np.float32)
     return pd.DataFrame({"predicted": pred, "confidence": conf}, index=query.obs_names.copy())
+
+
+def _warn_if_panels_differ(reference: AnnData, query: AnnData, use_rep: str) -> None:
+    if not use_rep.startswith("X_cellvq"):
+        return
+    n = [a.uns.get("cellvq", {}).get("n_measured_genes") for a in (reference, query)]
+    if None in n or max(n) == 0 or min(n) / max(n) >= PANEL_RATIO_WARN:
+        return
+    warnings.warn(
+        f"reference was embedded from {n[0]:,} measured genes and query from {n[1]:,}: embeddings of experiments "
+        "with very different gene panels are not directly comparable. Embed both on the genes they share: "
+        "foundation.tasks.transfer_labels_across(model, reference, query, label_key).",
+        GenePanelWarning,
+        stacklevel=3,
+    )
+
+
+def transfer_labels_across(
+    model,
+    reference: AnnData,
+    query: AnnData,
+    label_key: str,
+    method: Literal["knn", "logreg"] = "knn",
+    k: int = 15,
+    seed: int = 0,
+    reference_layer: str | None = None,
+    query_layer: str | None = None,
+    min_shared: int = 100,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Annotate ``query`` from ``reference`` (two experiments, raw counts) through ``model``, on the genes that
+    both measured.
+
+    A cell's embedding depends on which genes its experiment measured (a 765-gene panel and a whole
+    transcriptome place the same cell apart), so both datasets are embedded again, restricted to the model
+    genes measured in both, and labels are transferred in that shared space (:func:`transfer_labels`).
+    Neither input's ``obsm["X_cellvq"]`` is touched.
+
+    Writes to ``query``: ``obs[f"{label_key}_cellvq_pred"]``, ``obs[f"{label_key}_cellvq_conf"]``,
+    ``obsm["X_cellvq_shared"]`` (its embedding on the shared genes) and ``uns["cellvq_transfer"]`` (label key,
+    method, genes measured in the reference, in the query and in both). Returns :func:`transfer_labels`'
+    DataFrame. Raises ``ValueError`` when fewer than ``min_shared`` genes are shared.
+    """
+    from foundation.data import align_genes
+
+    masks = [align_genes(a, model.vocab, layer=layer)
+             for a, layer in ((reference, reference_layer), (query, query_layer))]
+    shared = masks[0].measured & masks[1].measured
+    n_shared = int(shared.sum())
+    if n_shared < min_shared:
+        raise ValueError(
+            f"reference and query share only {n_shared} of the model's genes (at least {min_shared} needed); check "
+            "that both use the same gene naming (symbols or Ensembl IDs) and species."
+        )
+    subsets = []
+    for a, al, layer in ((reference, masks[0], reference_layer), (query, masks[1], query_layer)):
+        keep = np.zeros(a.n_vars, dtype=bool)
+        vi = al.var_index
+        keep[vi >= 0] = shared[vi[vi >= 0]]
+        sub = a[:, keep].copy()
+        model.embed(sub, layer=layer, progress=progress)
+        subsets.append(sub)
+    ref_sub, query_sub = subsets
+    if label_key not in ref_sub.obs:
+        raise KeyError(f"label_key {label_key!r} not found in reference.obs; available: {list(reference.obs.columns)}")
+    result = transfer_labels(ref_sub, query_sub, label_key, use_rep="X_cellvq", method=method, k=k, seed=seed)
+    for col in (f"{label_key}_cellvq_pred", f"{label_key}_cellvq_conf"):
+        query.obs[col] = query_sub.obs[col].to_numpy()
+    query.obs[f"{label_key}_cellvq_pred"] = query.obs[f"{label_key}_cellvq_pred"].astype("category")
+    query.obsm["X_cellvq_shared"] = query_sub.obsm["X_cellvq"]
+    query.uns["cellvq_transfer"] = {
+        "label_key": label_key, "method": method, "k": int(k),
+        "reference_genes": int(masks[0].measured.sum()), "query_genes": int(masks[1].measured.sum()),
+        "shared_genes": n_shared,
+    }
+    return result
 
 
 def _is_numeric(s: pd.Series) -> bool:

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from foundation.config import TrainConfig
 from foundation.nn.module import CellVQModule
-from foundation.tokens import make_batch, thin_counts, to_device
+from foundation.tokens import make_batch, random_panel, thin_counts, to_device
 from foundation.train.distributed import DistInfo, all_reduce_mean
 
 
@@ -247,8 +247,13 @@ class Trainer:
                 )
                 view2 = None
                 if cfg.contrastive_weight > 0:
+                    counts2, measured2 = thin_counts(counts, rng, cfg.thin_min), measured
+                    if cfg.panel_prob > 0 and rng.random() < cfg.panel_prob:
+                        counts2, measured2 = random_panel(counts2, measured, rng, cfg.panel_min_genes,
+                                                          cfg.panel_max_genes, self.module.config.target_sum,
+                                                          cfg.panel_cell_prob)
                     view2 = to_device(
-                        make_batch(thin_counts(counts, rng, cfg.thin_min), measured, self.module.config.max_tokens,
+                        make_batch(counts2, measured2, self.module.config.max_tokens,
                                    self.module.config.target_sum, cfg.mask_ratio, rng, with_targets=False),
                         self.device,
                     )
