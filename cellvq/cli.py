@@ -54,6 +54,11 @@ def pretrain(
     panel_prob: Annotated[float, typer.Option(
         help="Share of batches whose second view keeps only a random gene panel (200-4,000 genes), so that "
         "embeddings do not depend on how many genes an experiment measured.")] = 0.0,
+    panel_cell_prob: Annotated[float, typer.Option(
+        help="Within a panel batch, the share of cells cut to the panel (the others keep every gene).")] = 1.0,
+    mix_cells: Annotated[int, typer.Option(
+        help="Pool row blocks of several files until this many cells and draw minibatches across them "
+        "(0: each minibatch from one file).")] = 0,
     max_tokens: Annotated[int | None, typer.Option(help="Expressed genes per cell fed to the encoder.")] = None,
     max_genes: Annotated[int | None, typer.Option(help="Cap on the vocabulary size.")] = None,
     max_cells_per_file: Annotated[int | None, typer.Option(help="Per epoch, so one big file cannot dominate.")] = None,
@@ -81,6 +86,7 @@ def pretrain(
         cfg = presets[preset](**kw)
         tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, grad_accum=grad_accum,
                          contrastive_weight=contrastive_weight, panel_prob=panel_prob,
+                         panel_cell_prob=panel_cell_prob, mix_cells=mix_cells,
                          max_cells_per_file=max_cells_per_file, seed=seed)
         hold = holdout_set(read_holdout(holdout)) if holdout else None
         model = CellVQ.pretrain(data, config=cfg, train=tc, out=out_dir, max_genes=max_genes, holdout=hold,

@@ -102,6 +102,10 @@ class TrainConfig:
     panel_max_genes: int = 4000
     panel_cell_prob: float = 1.0  # share of a panel batch's cells cut to the panel (the rest keep every gene)
     max_cells_per_file: int | None = None  # per epoch; stops one big file from dominating
+    # 0: each minibatch comes from one row block (one file). > 0: pool consecutive blocks (shuffled across
+    # files by the stream) until at least this many cells, then draw minibatches across them, so that a
+    # batch mixes experiments (BatchNorm statistics and contrastive negatives span files)
+    mix_cells: int = 0
     block_size: int = 512
     seed: int = 0
     bf16: bool = True  # autocast on CUDA only

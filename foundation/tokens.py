@@ -60,7 +60,7 @@ def make_batch(
         "values": torch.from_numpy(values),
         "pad_mask": torch.from_numpy(gene_ids == n_genes),
         "library": torch.from_numpy(library),
-        "measured": torch.from_numpy(np.asarray(measured, dtype=bool)).unsqueeze(0),
+        "measured": _measured_tensor(measured),
     }
     if with_targets:
         batch["counts"] = torch.from_numpy(counts.toarray().astype(np.float32))
@@ -70,6 +70,12 @@ def make_batch(
                 m[i, idx] = True
             batch["masked"] = torch.from_numpy(m)
     return batch
+
+
+def _measured_tensor(measured: np.ndarray) -> torch.Tensor:
+    """(1, genes) for one mask shared by the batch, (cells, genes) for one mask per cell."""
+    m = torch.from_numpy(np.ascontiguousarray(measured, dtype=bool))
+    return m.unsqueeze(0) if m.ndim == 1 else m
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device | str) -> dict[str, torch.Tensor]:
@@ -108,9 +114,10 @@ def random_panel(counts: sp.csr_matrix, measured: np.ndarray, rng: np.random.Gen
     so that a cell embeds alike whether its experiment measured the whole transcriptome or a few hundred
     genes."""
     counts = counts.tocsr().astype(np.float32)
-    meas = np.flatnonzero(measured)
+    measured = np.asarray(measured, dtype=bool)
+    meas = np.flatnonzero(measured if measured.ndim == 1 else measured.any(0))
     if len(meas) <= min_genes:
-        return counts, np.asarray(measured, dtype=bool)
+        return counts, measured
     k = int(round(np.exp(rng.uniform(np.log(min_genes), np.log(min(max_genes, len(meas)))))))
     lib = np.asarray(counts.sum(1)).ravel()
     norm = counts.multiply((target_sum / np.maximum(lib, 1.0))[:, None]).tocsr()
@@ -128,4 +135,4 @@ def random_panel(counts: sp.csr_matrix, measured: np.ndarray, rng: np.random.Gen
     if whole.any():  # these cells keep all their genes
         in_panel |= whole[row_of]
     out = sp.csr_matrix((counts.data[in_panel], (row_of[in_panel], counts.indices[in_panel])), shape=counts.shape)
-    return out, np.asarray(measured, dtype=bool) & (keep if cell_prob >= 1 else True)
+    return out, measured & (keep if cell_prob >= 1 else True)

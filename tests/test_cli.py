@@ -80,7 +80,7 @@ def test_pretrain_then_load_and_embed(tmp_path):
     from foundation import CellVQ
 
     out = tmp_path / "ckpt"
-    res = ok("pretrain", KANG, "--out", out, "--epochs", 1, "--panel-prob", 0.5)
+    res = ok("pretrain", KANG, "--out", out, "--epochs", 1, "--panel-prob", 0.5, "--mix-cells", 256)
     assert f"to {out}" in res.stdout.replace("\n", "")
     meta = json.loads(res.stdout[res.stdout.index("{"):])
     assert meta["steps"] > 0 and np.isfinite(meta["final_history"]["loss"])

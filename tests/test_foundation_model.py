@@ -298,6 +298,12 @@ def test_pretrain_with_gene_panel_views():
     assert all(torch.equal(v, sd_off[k]) for k, v in sd_base.items())
     assert not torch.equal(sd_base["encoder.gene_embedding.weight"], sd_on["encoder.gene_embedding.weight"])
     assert all(np.isfinite(h["loss"]) and np.isfinite(h["contrastive"]) for h in on.history)
+    # batches mixing two experiments (per-row measured masks through the ZINB decoder), with panel views
+    mixed = foundation.CellVQ.pretrain(
+        [path, datasets.dataset_path("pbmc3k")], CellVQConfig(**cfg),
+        TrainConfig(**{**tc, "max_cells_per_file": 600}, mix_cells=512, panel_prob=1.0, panel_cell_prob=0.5),
+        progress=False)
+    assert mixed.history and all(np.isfinite(h["loss"]) and np.isfinite(h["nll"]) for h in mixed.history)
 
 
 def test_pretrain_loss_decreases_on_real_counts():
@@ -324,6 +330,33 @@ def test_holdout_cells_are_never_trained_on(tmp_path, pbmc3k):
     trainer = Trainer(m.module, TrainConfig(batch_size=1000))
     seen = sum(c.shape[0] for c, _ in trainer._minibatches(stream, hold, {}))
     assert seen == kang.n_obs - len(hold)
+
+
+def test_mixed_minibatches_span_files():
+    """`mix_cells` pools blocks of several files and draws minibatches across them: every cell is used once,
+    batches mix the two experiments, and each row carries its own file's measured-gene mask."""
+    from foundation.data import CountsStream
+    from foundation.train.trainer import Trainer
+
+    paths = [datasets.dataset_path("kang_ifnb"), datasets.dataset_path("pbmc3k")]
+    m = foundation.CellVQ.from_config(CellVQConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, code_bits=4),
+                                      foundation.CellVQ.load(pretrained_path()).vocab)
+    stream = CountsStream(paths, m.vocab, block_size=128, shuffle=True, seed=0)
+    masks = [al.measured for al in stream.alignments]
+    assert masks[0].sum() < 300 < 10000 < masks[1].sum()  # Kang's 249-gene panel vs pbmc3k
+    batches = list(Trainer(m.module, TrainConfig(batch_size=64, mix_cells=512))._minibatches(stream, None, {}))
+    assert sum(c.shape[0] for c, _ in batches) == 600 + 2638
+    mixed = 0
+    for counts, measured in batches:
+        rows = measured if measured.ndim == 2 else np.broadcast_to(measured, (counts.shape[0], len(measured)))
+        for i in range(counts.shape[0]):  # every count lies in its own row's panel
+            assert rows[i, counts.indices[counts.indptr[i]:counts.indptr[i + 1]]].all()
+        kinds = {int(r.sum()) for r in rows}
+        mixed += len(kinds) == 2
+        assert kinds <= {int(masks[0].sum()), int(masks[1].sum())}
+    assert mixed > len(batches) // 2
+    plain = list(Trainer(m.module, TrainConfig(batch_size=64))._minibatches(stream, None, {}))
+    assert all(meas.ndim == 1 for _, meas in plain)  # the default: one file per batch
 
 
 def read_holdout_from(adata, file_name, tmp_path):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
@@ -72,8 +73,6 @@ def init_sample(stream, holdout: set[tuple[str, str]] | None = None, max_cells: 
     or empty cell. Drawing the first blocks of the shuffled stream instead let the largest file fill the
     sample (the 20k-cell CRISPR screen against 2k PBMCs) and drew held-out cells into the start, so that
     the start, and held-out ARI after training (0.55-0.72 over seeds), hung on the seed's block order."""
-    import scipy.sparse as sp
-
     n_files = len(stream.files)
     quota = int(math.ceil(max_cells / max(1, n_files)))
     rng = np.random.default_rng(seed)
@@ -315,6 +314,9 @@ class Trainer:
 
     def _minibatches(self, stream: Iterable, holdout, per_file: dict[str, int]):
         cfg = self.cfg
+        pool: list = []
+        pooled = 0
+        mix_rng = np.random.default_rng([cfg.seed, 104729, self.dist.rank, self.epoch])
         for block in stream:
             counts, measured = block.counts, block.measured
             keep = np.ones(counts.shape[0], dtype=bool)
@@ -333,7 +335,31 @@ class Trainer:
             if not keep.any():
                 continue
             counts = counts[keep]
+            if cfg.mix_cells > 0:
+                pool.append((counts, measured))
+                pooled += counts.shape[0]
+                if pooled >= cfg.mix_cells:
+                    yield from self._mixed(pool, mix_rng)
+                    pool, pooled = [], 0
+                continue
             for s in range(0, counts.shape[0], cfg.batch_size):
                 part = counts[s : s + cfg.batch_size]
                 if part.shape[0] >= 2:
                     yield part, measured
+        if pool:
+            yield from self._mixed(pool, mix_rng)
+
+    def _mixed(self, pool: list, rng: np.random.Generator):
+        """Minibatches drawn across the pooled blocks (several files), each row with its own file's
+        ``measured`` mask (a (cells, genes) array when a batch spans files)."""
+        counts = sp.vstack([c for c, _ in pool], format="csr")
+        owner = np.repeat(np.arange(len(pool)), [c.shape[0] for c, _ in pool])
+        masks = np.stack([np.asarray(m, dtype=bool) for _, m in pool])
+        perm = rng.permutation(counts.shape[0])
+        for s in range(0, len(perm), self.cfg.batch_size):
+            rows = perm[s : s + self.cfg.batch_size]
+            if len(rows) < 2:
+                continue
+            own = np.unique(owner[rows])
+            measured = masks[own[0]] if len(own) == 1 else masks[owner[rows]]
+            yield counts[rows], measured
