@@ -507,6 +507,11 @@ RETURN g.symbol AS symbol, g.ensemblId AS ensemblId
 # ============================================================================================
 # Inventories (what the linter checks and what the stores may send)
 
+def _named(table_name: str, table: dict[str, str]) -> dict[str, str]:
+    """``{"TABLE[key]": statement}``: the names under which a table's statements are listed and linted."""
+    return {f"{table_name}[{k}]": q for k, q in table.items()}
+
+
 SHARED_STATEMENTS: dict[str, str] = {
     "RUNS": RUNS,
     "LATEST_COMPLETE_RUN": LATEST_COMPLETE_RUN,
@@ -521,23 +526,23 @@ SHARED_STATEMENTS: dict[str, str] = {
     "SUBTYPE_EDGES": SUBTYPE_EDGES,
     "BRIDGE_EDGES": BRIDGE_EDGES,
     **{f"GENE_NETWORK_NODES[{'|'.join(k)},{d}]": q for (k, d), q in GENE_NETWORK_NODES.items()},
-    **{f"GENE_NETWORK_EDGES[{t}]": q for t, q in GENE_NETWORK_EDGES.items()},
+    **_named("GENE_NETWORK_EDGES", GENE_NETWORK_EDGES),
     "GENES_BY_SYMBOL": GENES_BY_SYMBOL,
-    **{f"GRN_EDGES[{t}]": q for t, q in GRN_EDGES.items()},
+    **_named("GRN_EDGES", GRN_EDGES),
     "STATE_PROPERTIES": STATE_PROPERTIES,
     "COMPARE_MARKERS": COMPARE_MARKERS,
     "COMPARE_PROPERTIES": COMPARE_PROPERTIES,
     "BRIDGE_BETWEEN": BRIDGE_BETWEEN,
-    **{f"COUNT_NODES[{k}]": q for k, q in COUNT_NODES.items()},
-    **{f"COUNT_RELS[{k}]": q for k, q in COUNT_RELS.items()},
-    **{f"COUNT_RUN_NODES[{k}]": q for k, q in COUNT_RUN_NODES.items()},
-    **{f"COUNT_RUN_RELS[{k}]": q for k, q in COUNT_RUN_RELS.items()},
+    **_named("COUNT_NODES", COUNT_NODES),
+    **_named("COUNT_RELS", COUNT_RELS),
+    **_named("COUNT_RUN_NODES", COUNT_RUN_NODES),
+    **_named("COUNT_RUN_RELS", COUNT_RUN_RELS),
     "RUN_BEGIN": RUN_BEGIN,
     "RUN_DATASET": RUN_DATASET,
     "RUN_COMPLETE": RUN_COMPLETE,
     "RUN_DELETE": RUN_DELETE,
-    **{f"DELETE_RUN_RELS[{k}]": q for k, q in DELETE_RUN_RELS.items()},
-    **{f"DELETE_RUN_NODES[{k}]": q for k, q in DELETE_RUN_NODES.items()},
+    **_named("DELETE_RUN_RELS", DELETE_RUN_RELS),
+    **_named("DELETE_RUN_NODES", DELETE_RUN_NODES),
     "MERGE_GENES": MERGE_GENES,
     "PING": PING,
 }
@@ -545,18 +550,18 @@ SHARED_STATEMENTS: dict[str, str] = {
 #: Every statement the Neo4j store sends (user queries from :meth:`GraphStore.query` aside).
 NEO4J_STATEMENTS: dict[str, str] = {
     **SHARED_STATEMENTS,
-    **{f"NEO4J_CONSTRAINTS[{k}]": q for k, q in NEO4J_CONSTRAINTS.items()},
-    **{f"NEO4J_INDEXES[{k}]": q for k, q in NEO4J_INDEXES.items()},
+    **_named("NEO4J_CONSTRAINTS", NEO4J_CONSTRAINTS),
+    **_named("NEO4J_INDEXES", NEO4J_INDEXES),
     "MERGE_CELLS": MERGE_CELLS,
     "SET_CELL_PROPERTIES": SET_CELL_PROPERTIES,
     "MERGE_STATES": MERGE_STATES,
     "MERGE_PROPERTIES": MERGE_PROPERTIES,
-    **{f"MERGE_RELS[{k}]": q for k, q in MERGE_RELS.items()},
+    **_named("MERGE_RELS", MERGE_RELS),
 }
 
 #: Neo4j statements LadybugDB cannot parse (everything else in NEO4J_STATEMENTS runs on both,
 #: constraints and indexes aside, which the embedded store replaces by :data:`LADYBUG_DDL`).
 NEO4J_ONLY: frozenset[str] = frozenset(
-    {"SET_CELL_PROPERTIES", *(f"NEO4J_CONSTRAINTS[{k}]" for k in NEO4J_CONSTRAINTS),
-     *(f"NEO4J_INDEXES[{k}]" for k in NEO4J_INDEXES)}
+    {"SET_CELL_PROPERTIES", *_named("NEO4J_CONSTRAINTS", NEO4J_CONSTRAINTS),
+     *_named("NEO4J_INDEXES", NEO4J_INDEXES)}
 )
