@@ -1,0 +1,1 @@
+"""cellvq: the command line and pipeline that compose foundation, cellvq_graph and graphdb."""

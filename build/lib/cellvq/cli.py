@@ -1,0 +1,349 @@
+"""`cellvq` command line: composes foundation, cellvq_graph and graphdb.
+
+Every command prints one clear line on error (exit code non-zero); `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="CellVQ: counts -> cell codes -> graph -> Cypher.")
+console = Console(stderr=True)
+out = Console()
+_state = {"debug": False}
+
+
+@app.callback()
+def main(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
+    _state["debug"] = debug
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=console, show_path=False)])
+    logging.getLogger("foundation").setLevel(logging.INFO)
+
+
+def fail(exc: BaseException, code: int = 1) -> None:
+    if _state["debug"]:
+        console.print_exception()
+    console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def pretrain(
+    data: Annotated[list[Path], typer.Argument(help="h5ad files of raw counts, or folders of them.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Checkpoint folder to write.")],
+    preset: Annotated[str, typer.Option(help="tiny | small | medium | base | large")] = "tiny",
+    quantizer: Annotated[str, typer.Option(help="soft_conditional | ema")] = "soft_conditional",
+    epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    grad_accum: int = 1,
+    contrastive_weight: Annotated[float, typer.Option(
+        help="Weight of the cross-view objective (thinned, re-masked view of each cell; 0 turns it off).")] = 1.0,
+    panel_prob: Annotated[float, typer.Option(
+        help="Share of batches whose second view keeps only a random gene panel (200-4,000 genes), so that "
+        "embeddings do not depend on how many genes an experiment measured.")] = 0.0,
+    panel_cell_prob: Annotated[float, typer.Option(
+        help="Within a panel batch, the share of cells cut to the panel (the others keep every gene).")] = 1.0,
+    mix_cells: Annotated[int, typer.Option(
+        help="Pool row blocks of several files until this many cells and draw minibatches across them "
+        "(0: each minibatch from one file).")] = 0,
+    max_tokens: Annotated[int | None, typer.Option(help="Expressed genes per cell fed to the encoder.")] = None,
+    max_genes: Annotated[int | None, typer.Option(help="Cap on the vocabulary size.")] = None,
+    max_cells_per_file: Annotated[int | None, typer.Option(help="Per epoch, so one big file cannot dominate.")] = None,
+    holdout: Annotated[Path | None, typer.Option(help="TSV (file, obs_name) of cells never trained on.")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Checkpoint folder to resume from.")] = None,
+    seed: int = 0,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda (default: cuda when available).")] = None,
+    name: str = "cellvq",
+    train_state: Annotated[bool, typer.Option("--train-state/--no-train-state",
+                                              help="Keep optimizer state in --out (for --resume).")] = True,
+) -> None:
+    """Pretrain a CellVQ model (single process, or every rank under `torchrun`)."""
+    try:
+        from foundation import CellVQ, CellVQConfig
+        from foundation.config import TrainConfig
+        from foundation.holdout import holdout_set, read_holdout
+
+        presets = {"tiny": CellVQConfig.tiny, "small": CellVQConfig.small, "medium": CellVQConfig.medium,
+                   "base": CellVQConfig.base, "large": CellVQConfig.large}
+        if preset not in presets:
+            raise ValueError(f"unknown preset {preset!r}: use one of {sorted(presets)}")
+        kw = {"quantizer": quantizer}
+        if max_tokens:
+            kw["max_tokens"] = max_tokens
+        cfg = presets[preset](**kw)
+        tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, grad_accum=grad_accum,
+                         contrastive_weight=contrastive_weight, panel_prob=panel_prob,
+                         panel_cell_prob=panel_cell_prob, mix_cells=mix_cells,
+                         max_cells_per_file=max_cells_per_file, seed=seed)
+        hold = holdout_set(read_holdout(holdout)) if holdout else None
+        model = CellVQ.pretrain(data, config=cfg, train=tc, out=out_dir, max_genes=max_genes, holdout=hold,
+                                device=device, resume=resume, name=name,
+                                keep_train_state=train_state)
+        meta = {k: model.metadata.get(k) for k in ("steps", "train_seconds", "train_cells_per_second", "final_history")}
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary (rank 0 wrote the checkpoint)
+            out.print(f"saved {model!r} to {out_dir}")
+            out.print(json.dumps(meta, indent=2))
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one clear line per error
+        fail(exc)
+
+
+@app.command()
+def embed(
+    input: Annotated[Path, typer.Argument(help="h5ad file of raw counts.")],
+    output: Annotated[Path, typer.Option("--out", help="Where to write the embedded h5ad.")],
+    model_dir: Annotated[Path | None, typer.Option("--model", help="Checkpoint folder (default: shipped).")] = None,
+    layer: Annotated[str | None, typer.Option(help="Layer holding raw counts (default: X).")] = None,
+    batch_size: int = 256,
+    device: Annotated[str | None, typer.Option(
+        help="cpu | cuda (default: cuda when available; bf16 and packed flash attention there).")] = None,
+    backed: Annotated[bool, typer.Option(
+        "--backed", help="Leave X on disk: stream it in blocks of --chunk-rows cells (for files larger than "
+        "memory); the output's X is copied by HDF5 without loading it.")] = False,
+    chunk_rows: Annotated[int, typer.Option(help="Cells per block read from disk with --backed.")] = 8192,
+) -> None:
+    """Embed cells: writes obsm['X_cellvq'], obs['cellvq_code'], varm['cellvq_gene'], ..."""
+    try:
+        import torch
+
+        import foundation
+        from cellvq.io import read_h5ad_checked, write_h5ad_atomic
+
+        if backed and output.resolve() == input.resolve():
+            raise ValueError(f"--out {output} is the backed input itself; write to another path")
+        adata = read_h5ad_checked(input, backed=backed)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model = foundation.CellVQ.load(model_dir, device) if model_dir else foundation.load_pretrained(device)
+        model.embed(adata, batch_size=batch_size, layer=layer, chunk_rows=chunk_rows)
+        write_h5ad_atomic(adata, output)
+        u = adata.uns["cellvq"]
+        out.print(f"embedded {adata.n_obs} cells: {u['codes_used']} codes used (perplexity {u['code_perplexity']:.1f}), "
+                  f"gene match {u['gene_match_rate']:.1%}, count match {u['count_match_rate']:.1%} -> {output}")
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        fail(exc)
+
+
+def _parse_params(params: list[str]) -> dict:
+    out_params: dict = {}
+    for kv in params:
+        if "=" not in kv:
+            raise ValueError(f"--param {kv!r} must look like key=value")
+        k, v = kv.split("=", 1)
+        try:
+            out_params[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out_params[k] = v
+    return out_params
+
+
+def _print_table(df, title: str | None = None, max_rows: int = 40) -> None:
+    from rich.table import Table
+
+    t = Table(title=title, show_lines=False)
+    for c in df.columns:
+        t.add_column(str(c))
+    for row in df.head(max_rows).itertuples(index=False):
+        t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+    out.print(t)
+    if len(df) > max_rows:
+        out.print(f"... {len(df) - max_rows} more rows")
+
+
+def _run_job(input: Path, db: str, out_dir: Path | None, model_dir: Path | None, properties: list[str] | None,
+             groupby: str | None, layer: str | None, graph_epochs: int, dataset_id: str | None, seed: int,
+             top: int) -> None:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    import foundation
+    from cellvq import pipeline
+    from cellvq.io import read_h5ad_checked
+
+    if str(db).startswith(("bolt://", "neo4j://", "bolt+s://", "neo4j+s://", "bolt+ssc://", "neo4j+ssc://")):
+        import graphdb
+
+        graphdb.open_store(db).close()  # fail fast on an unreachable server or wrong credentials
+    adata = read_h5ad_checked(input)
+    model = foundation.CellVQ.load(model_dir) if model_dir else None
+    steps = ["embed", "graph", "markers", "subtypes", "gene_network", "tables", "store"]
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as prog:
+        task = prog.add_task("starting", total=len(steps))
+
+        def on_step(name: str) -> None:
+            prog.update(task, description=f"{name} ({steps.index(name) + 1}/{len(steps)})", completed=steps.index(name))
+
+        res = pipeline.run(adata, db=db, model=model, layer=layer,
+                           properties=tuple(properties) if properties else pipeline.DEFAULT_PROPERTIES,
+                           label_key=groupby, graph_epochs=graph_epochs, dataset_id=dataset_id or input.stem.replace(":", "_"),
+                           dataset_name=input.name, seed=seed, on_step=on_step)
+        prog.update(task, completed=len(steps), description="done")
+    if out_dir is not None:
+        from cellvq.report import write_report
+
+        write_report(res, out_dir)
+    _print_markers(res, db, top)
+    out.print(json.dumps({"runId": res.run_id, "db": str(db), **res.summary, "seconds": res.timings}, indent=2))
+    if out_dir is not None:
+        out.print(f"report: {out_dir / 'report.md'}")
+
+
+def _print_markers(res, db: str, top: int) -> None:
+    import graphdb
+    from graphdb import queries
+
+    with graphdb.open_store(db, read_only=True) as store:
+        states = res.tables.states
+        kinds = ["cellType"] if (states["kind"] == "cellType").any() else ["code"]
+        names = states.loc[states["kind"].isin(kinds), "stateId"].tolist()
+        out.print(f"[bold]Top {top} marker genes per state[/] (named query `markers`; Cypher below)")
+        rows = []
+        for sid in names[:30]:
+            mk = store.markers(sid, top=top, run_id=res.run_id)
+            rows.append((sid, ", ".join(mk["symbol"].astype(str))))
+        import pandas as pd
+
+        _print_table(pd.DataFrame(rows, columns=["state", "markers (best first)"]))
+        text = getattr(queries, "MARKERS", None)
+        if text is not None:
+            out.print(getattr(text, "text", text), markup=False, highlight=False)
+
+
+_DB_HELP = "Graph store: a folder/file path (embedded LadybugDB) or bolt:// / neo4j:// URI (Neo4j)."
+
+
+@app.command("run")
+def run_cmd(
+    input: Annotated[Path, typer.Argument(help="h5ad file of raw counts.")],
+    db: Annotated[str, typer.Option("--db", help=_DB_HELP)] = "cellvq_db",
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Report folder (PNG figures + report.md).")] = None,
+    model_dir: Annotated[Path | None, typer.Option("--model", help="Foundation checkpoint (default: shipped).")] = None,
+    properties: Annotated[list[str] | None, typer.Option("--properties", help="obs columns used as property nodes.")] = None,
+    groupby: Annotated[str | None, typer.Option(help="obs column of known labels (cell types).")] = "cell_type",
+    layer: Annotated[str | None, typer.Option(help="Layer holding raw counts (default: X).")] = None,
+    graph_epochs: int = 100,
+    dataset_id: Annotated[str | None, typer.Option(help="Dataset id in the store (default: file stem).")] = None,
+    seed: int = 0,
+    top: int = 10,
+) -> None:
+    """The main job: validate, embed, build + train CellVQ-Graph, read out, write to the store, report."""
+    try:
+        _run_job(input, db, out_dir, model_dir, properties, groupby, layer, graph_epochs, dataset_id, seed, top)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        fail(exc)
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the database and the report.")] = Path("cellvq_demo"),
+    graph_epochs: int = 100,
+) -> None:
+    """`run` on the bundled real PBMCs (pbmc3k) with the embedded store in OUT/db."""
+    try:
+        from foundation import datasets
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = datasets.dataset_path("pbmc3k")
+        _run_job(path, str(out_dir / "db"), out_dir / "report", None, None, "cell_type", None, graph_epochs,
+                 "pbmc3k", 0, 10)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        fail(exc)
+
+
+@app.command()
+def query(
+    name: Annotated[str, typer.Argument(help="markers | states_for_gene | subtype_graph | gene_network | "
+                                            "state_properties | compare_states")],
+    db: Annotated[str, typer.Option("--db", help=_DB_HELP)] = "cellvq_db",
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False,
+) -> None:
+    """Run a named Cypher query, e.g. `cellvq query markers -p state=B -p top=10`."""
+    try:
+        import graphdb
+
+        named = {"markers", "states_for_gene", "subtype_graph", "gene_network", "state_properties", "compare_states"}
+        if name not in named:
+            raise ValueError(f"unknown query {name!r}; choose one of {sorted(named)}")
+        params = _parse_params(param or [])
+        with graphdb.open_store(db, read_only=True) as store:
+            res = getattr(store, name)(**params)
+        frames = {"result": res} if hasattr(res, "columns") else {k: v for k, v in vars(res).items() if hasattr(v, "columns")}
+        for key, df in frames.items():
+            if as_json:
+                out.print_json(df.to_json(orient="records"))
+            else:
+                _print_table(df, title=f"{name} {key}")
+    except typer.Exit:
+        raise
+    except TypeError as exc:
+        fail(ValueError(f"bad parameters for {name}: {exc}"))
+    except Exception as exc:  # noqa: BLE001
+        fail(exc)
+
+
+@app.command()
+def cypher(
+    statement: Annotated[str, typer.Argument(help="A read-only Cypher statement; values as $parameters.")],
+    db: Annotated[str, typer.Option("--db", help=_DB_HELP)] = "cellvq_db",
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Run read-only Cypher against the store (write clauses are refused)."""
+    try:
+        import graphdb
+
+        with graphdb.open_store(db, read_only=True) as store:
+            df = store.query(statement, _parse_params(param or []))
+        if as_json:
+            out.print_json(df.to_json(orient="records"))
+        else:
+            _print_table(df)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        fail(exc)
+
+
+@app.command("export-grn")
+def export_grn(
+    output: Annotated[Path, typer.Argument(help="File to write.")],
+    db: Annotated[str, typer.Option("--db", help=_DB_HELP)] = "cellvq_db",
+    fmt: Annotated[str | None, typer.Option("--format", help="graphml | csv | cytoscape | sif (default: by suffix).")] = None,
+    run_id: Annotated[str | None, typer.Option(help="Run (default: latest complete).")] = None,
+) -> None:
+    """Export the gene regulatory network of a run (GraphML, CSV, Cytoscape JSON, SIF)."""
+    try:
+        import graphdb
+
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with graphdb.open_store(db, read_only=True) as store:
+            kw = {"run_id": run_id} if run_id else {}
+            path = store.export_grn(output, format=fmt, **kw)
+        out.print(f"wrote {path or output}")
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        fail(exc)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

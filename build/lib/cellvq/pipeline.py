@@ -1,0 +1,278 @@
+"""The main job: counts -> CellVQ embedding and codes -> CellVQ-Graph -> read-outs -> graph store.
+
+``run(adata, db=...)`` composes the three packages and maps the graph read-outs onto
+``graphdb.RunTables`` (this module is the only place where the packages meet). Every step is timed
+and reported through an optional callback so that the CLI can show progress.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+
+DEFAULT_PROPERTIES = ("cell_type", "tissue", "disease", "age", "sex", "condition")
+
+
+@dataclass
+class PipelineResult:
+    adata: Any
+    graph_model: Any
+    tables: Any
+    markers: dict[str, pd.DataFrame]
+    subtypes: dict[str, tuple[pd.Series, pd.DataFrame]]
+    intermediates: pd.DataFrame
+    network: nx.DiGraph
+    property_importance: pd.DataFrame
+    run_id: str
+    db: str | None
+    timings: dict[str, float] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _state_id(kind: str, value: str) -> str:
+    return f"{kind}:{value}"
+
+
+def _step(name: str, timings: dict[str, float], on_step: Callable[[str], None] | None):
+    class _T:
+        def __enter__(self):
+            if on_step:
+                on_step(name)
+            self.t = time.perf_counter()
+
+        def __exit__(self, *exc):
+            timings[name] = round(time.perf_counter() - self.t, 2)
+
+    return _T()
+
+
+def run(
+    adata,
+    db: str | Path | None = None,
+    *,
+    model=None,
+    layer: str | None = None,
+    properties: Sequence[str] = DEFAULT_PROPERTIES,
+    label_key: str | None = "cell_type",
+    subtype_types: Sequence[str] | None = None,
+    graph_epochs: int = 100,
+    run_id: str | None = None,
+    dataset_id: str = "dataset",
+    dataset_name: str | None = None,
+    seed: int = 0,
+    top_markers: int = 50,
+    expresses_top_k: int = 5,
+    on_step: Callable[[str], None] | None = None,
+    progress: bool = False,
+) -> PipelineResult:
+    """Run the whole chain on ``adata`` (raw counts) and, when ``db`` is given, write the run to it.
+
+    ``label_key``: an obs column of known labels (cell types) used for labelled states, subtypes and
+    marker tables beside the cell codes; skipped when absent. ``subtype_types``: the labels to split into
+    subtypes (default: every label with at least 100 cells).
+    """
+    import cellvq_graph as cg
+    import foundation
+
+    timings: dict[str, float] = {}
+    if label_key is not None and label_key not in adata.obs:
+        warnings.warn(f"obs[{label_key!r}] is absent: no labelled states or subtypes", stacklevel=2)
+        label_key = None
+
+    with _step("embed", timings, on_step):
+        model = model or foundation.load_pretrained()
+        model.embed(adata, layer=layer, progress=progress)
+        adata.obs["cellvq_code"] = adata.obs["cellvq_code"].astype(str).astype("category")
+
+    with _step("graph", timings, on_step), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not in adata.obs.*")
+        props = [p for p in properties if p in adata.obs]
+        gmodel = cg.tl.fit(adata, properties=props, epochs=graph_epochs, seed=seed, progress=progress)
+
+    groupbys = ["cellvq_code"] + ([label_key] if label_key else [])
+    markers: dict[str, pd.DataFrame] = {}
+    with _step("markers", timings, on_step):
+        for g in groupbys:
+            markers[g] = cg.markers(adata, groupby=g, n_top=top_markers)
+        prop_imp = cg.property_importance(adata, groupby=label_key or "cellvq_code")
+
+    subtypes: dict[str, tuple[pd.Series, pd.DataFrame]] = {}
+    with _step("subtypes", timings, on_step):
+        if label_key:
+            counts = adata.obs[label_key].value_counts()
+            chosen = list(subtype_types) if subtype_types else [t for t, n in counts.items() if n >= 100]
+            for t in chosen:
+                subtypes[str(t)] = cg.subtypes(adata, t, groupby=label_key, seed=seed, key_added="cellvq_graph_subtype")
+            if subtypes:  # each call resets the column outside its own type: keep every type's labels
+                col = pd.Series(np.nan, index=adata.obs_names, dtype=object)
+                for labels_s, _ in subtypes.values():
+                    col[labels_s.index] = labels_s.to_numpy()
+                adata.obs["cellvq_graph_subtype"] = pd.Categorical(col)
+        inter = cg.intermediate_states(adata, groupby=label_key or "cellvq_code")
+
+    with _step("gene_network", timings, on_step):
+        net = cg.gene_network(adata, seed=seed)
+
+    run_id = run_id or f"{dataset_id}-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S')}"
+    with _step("tables", timings, on_step):
+        tables = to_run_tables(
+            adata, model, markers, subtypes, inter, net, prop_imp, run_id=run_id, dataset_id=dataset_id,
+            dataset_name=dataset_name or dataset_id, label_key=label_key, properties=props,
+            expresses_top_k=expresses_top_k, graph_epochs=graph_epochs, seed=seed,
+        )
+    if db is not None:
+        import graphdb
+
+        with _step("store", timings, on_step), graphdb.open_store(str(db)) as store:
+            store.write_run(tables)
+
+    u = adata.uns["cellvq"]
+    summary = {
+        "cells": int(adata.n_obs),
+        "genes": int(adata.n_vars),
+        "codes_used": int(u["codes_used"]),
+        "code_perplexity": round(float(u["code_perplexity"]), 2),
+        "gene_match_rate": round(float(u["gene_match_rate"]), 4),
+        "count_match_rate": round(float(u["count_match_rate"]), 4),
+        "intermediate_cells": int(len(inter)),
+        "gene_network_nodes": net.number_of_nodes(),
+        "gene_network_edges": net.number_of_edges(),
+        "gene_modules": len({d.get("module") for _, d in net.nodes(data=True)}),
+        "subtyped_cell_types": sorted(subtypes),
+    }
+    if label_key:
+        from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+        labels = adata.obs[label_key].astype(str)
+        summary["code_ari"] = round(float(adjusted_rand_score(labels, adata.obs["cellvq_code"])), 4)
+        summary["code_nmi"] = round(float(normalized_mutual_info_score(labels, adata.obs["cellvq_code"])), 4)
+    return PipelineResult(adata, gmodel, tables, markers, subtypes, inter, net, prop_imp, run_id,
+                          str(db) if db is not None else None, timings, summary)
+
+
+def to_run_tables(
+    adata, model, markers, subtypes, inter, net, prop_imp, *, run_id, dataset_id, dataset_name, label_key,
+    properties, expresses_top_k=5, graph_epochs=100, seed=0,
+):
+    """Map the read-outs onto ``graphdb.RunTables`` (camelCase tables of plain values)."""
+    import graphdb
+    from foundation.data import GeneVocab
+
+    obs = adata.obs
+    cells = pd.DataFrame({"cellId": obs_names(adata), "code": obs["cellvq_code"].astype(str).to_numpy()})
+    if "nCount_RNA" in obs:
+        cells["nCounts"] = obs["nCount_RNA"].to_numpy(dtype=float)
+
+    # genes: every gene any table mentions, with Ensembl IDs from GENCODE v44 where known
+    gene_set: set[str] = set(net.nodes)
+    for df in markers.values():
+        gene_set.update(df["gene"].astype(str))
+    for _, df in subtypes.values():
+        gene_set.update(df["gene"].astype(str))
+    att = adata.layers.get("cellvq_graph_attention") if hasattr(adata.layers, "get") else None
+    expresses = None
+    if att is not None and expresses_top_k:
+        import scipy.sparse as sp
+
+        A = sp.csr_matrix(att)
+        rows = []
+        names = np.asarray(adata.var_names.astype(str))
+        cell_ids = cells["cellId"].to_numpy()
+        for i in range(A.shape[0]):
+            lo, hi = A.indptr[i], A.indptr[i + 1]
+            if hi == lo:
+                continue
+            top = np.argsort(-A.data[lo:hi])[:expresses_top_k]
+            for j in top:
+                rows.append((cell_ids[i], names[A.indices[lo + j]], float(A.data[lo + j])))
+        expresses = pd.DataFrame(rows, columns=["cellId", "symbol", "attention"])
+        gene_set.update(expresses["symbol"])
+    vocab = GeneVocab.build(sorted(gene_set))
+    genes = pd.DataFrame({"symbol": vocab.symbols, "ensemblId": [e or None for e in vocab.ensembl_ids]})
+
+    states, cell_state, mk_rows, subtype_of = [], [], [], []
+    codes = obs["cellvq_code"].astype(str).to_numpy()
+    for c in sorted(set(codes)):
+        states.append({"stateId": _state_id("code", c), "kind": "code", "name": c})
+    cell_state.append(pd.DataFrame({"cellId": cells["cellId"], "stateId": [_state_id("code", c) for c in codes]}))
+    if label_key:
+        labels = obs[label_key].astype(str).to_numpy()
+        for t in sorted(set(labels)):
+            states.append({"stateId": _state_id("cellType", t), "kind": "cellType", "name": t})
+        cell_state.append(pd.DataFrame({"cellId": cells["cellId"], "stateId": [_state_id("cellType", t) for t in labels]}))
+    kind_of = {"cellvq_code": "code", label_key: "cellType"}
+    for g, df in markers.items():
+        kind = kind_of.get(g, "cluster")
+        for r in df.itertuples(index=False):
+            mk_rows.append({"stateId": _state_id(kind, str(r.state)), "symbol": str(r.gene), "score": float(r.score),
+                            "rank": int(r.rank), "attention": float(r.attention), "logFc": float(r.logfc)})
+    name_to_cell = dict(zip(obs_names(adata), cells["cellId"]))
+    for parent, (labels_s, sub_mk) in subtypes.items():
+        for sub in sorted(set(labels_s.dropna().astype(str))):
+            states.append({"stateId": _state_id("subtype", sub), "kind": "subtype", "name": sub})
+            subtype_of.append({"stateId": _state_id("subtype", sub), "parentStateId": _state_id("cellType", parent)})
+        lab = labels_s.dropna().astype(str)
+        cell_state.append(pd.DataFrame({"cellId": [name_to_cell[c] for c in lab.index],
+                                        "stateId": [_state_id("subtype", s) for s in lab]}))
+        for r in sub_mk.itertuples(index=False):
+            mk_rows.append({"stateId": _state_id("subtype", str(r.state)), "symbol": str(r.gene), "score": float(r.score),
+                            "rank": int(r.rank), "attention": float(r.attention), "logFc": float(r.logfc)})
+
+    # bridges between the states of the grouping used for intermediate cells
+    inter_kind = "cellType" if label_key else "code"
+    bridges = []
+    if len(inter):
+        pairs = inter.assign(a=inter["state_a"].astype(str), b=inter["state_b"].astype(str))
+        pairs[["a", "b"]] = np.sort(pairs[["a", "b"]].to_numpy(), axis=1)
+        for (a, b), grp in pairs.groupby(["a", "b"]):
+            bridges.append({"stateA": _state_id(inter_kind, a), "stateB": _state_id(inter_kind, b),
+                            "score": float(grp["score"].mean()), "nCells": int(len(grp))})
+
+    # properties present on the cells, and which states attend to them
+    prop_rows, cell_prop = [], []
+    for p in properties:
+        vals = obs[p].astype(str).to_numpy()
+        for v in sorted(set(vals)):
+            prop_rows.append({"propertyId": f"{p}={v}", "kind": p, "value": v})
+        cell_prop.append(pd.DataFrame({"cellId": cells["cellId"], "propertyId": [f"{p}={v}" for v in vals]}))
+    assoc = []
+    if len(prop_imp):
+        for r in prop_imp.itertuples(index=False):
+            assoc.append({"stateId": _state_id(inter_kind, str(r.state)),
+                          "propertyId": f"{r.property_kind}={r.property_value}", "attention": float(r.attention)})
+
+    co, reg = [], []
+    for u, v, d in net.edges(data=True):
+        (reg if d.get("kind") == "regulates" else co).append({"source": u, "target": v, "weight": float(d["weight"])})
+
+    u = adata.uns["cellvq"]
+    return graphdb.RunTables(
+        run={"runId": run_id, "model": str(u.get("model", "cellvq")), "checkpointHash": str(u.get("checkpoint_sha256", "")),
+             "parameters": json.dumps({"graphEpochs": graph_epochs, "seed": seed, "labelKey": label_key,
+                                       "properties": list(properties), "quantizer": u.get("quantizer")})},
+        dataset={"datasetId": dataset_id, "name": dataset_name, "nCells": int(adata.n_obs)},
+        cells=cells, genes=genes, states=pd.DataFrame(states),
+        properties=pd.DataFrame(prop_rows, columns=["propertyId", "kind", "value"]),
+        cell_state=pd.concat(cell_state, ignore_index=True),
+        cell_property=pd.concat(cell_prop, ignore_index=True) if cell_prop else None,
+        markers=pd.DataFrame(mk_rows), co_expressed=pd.DataFrame(co, columns=["source", "target", "weight"]),
+        regulates=pd.DataFrame(reg, columns=["source", "target", "weight"]),
+        subtype_of=pd.DataFrame(subtype_of, columns=["stateId", "parentStateId"]),
+        bridges=pd.DataFrame(bridges, columns=["stateA", "stateB", "score", "nCells"]),
+        associated_with=pd.DataFrame(assoc, columns=["stateId", "propertyId", "attention"]),
+        expresses=expresses,
+    )
+
+
+def obs_names(adata) -> list[str]:
+    return [str(x) for x in adata.obs_names]

@@ -1,0 +1,297 @@
+"""Self-supervised training loop of CellVQ-Graph (full batch or NeighborLoader mini-batches).
+
+Objective (per step, on the seed cells of the batch; all cells in full-batch mode)
+-------------------------------------------------------------------------------
+1. **Masked state / property prediction.** A random ``mask_rate`` of the seed cells is *masked*: their
+   ``cell-in-state`` and ``cell-has-property`` edges are removed in both directions and their foundation
+   embedding is replaced by a learned mask token. Each categorical kind (the cell code, cluster columns,
+   cell type, tissue, disease, ...) is then predicted from the masked cell's final representation with a
+   linear head (cross-entropy, missing labels ignored).
+
+   Why: the foundation embedding alone already determines the code (the code *is* its quantisation), so
+   without hiding it the network would not need its genes at all and cell->gene attention would stay
+   uninformative. With embedding and labels hidden, the only evidence about a masked cell is which genes it
+   expresses and how much; attention over those genes is trained to find the genes that identify its state
+   and properties -- which is what the marker read-outs ask of it. Unmasked cells keep embedding and label
+   edges, so gene, state and property nodes still learn from labelled neighbours (as in masked-label
+   training of graph transformers). A further ``label_drop_rate`` of the seed cells lose only their label
+   edges (embedding kept) and are classified too (loss weight 0.5): that is the regime in which the cell
+   embedding ``obsm["X_cellvq_graph"]`` is read out (own labels withheld, so subtypes and intermediate
+   states computed from it are not circular with the annotation), and it keeps that embedding
+   label-predictive.
+2. **Cell-gene edge reconstruction.** A random ``edge_mask_rate`` of the seed cells' cell-gene edges are
+   removed from message passing and scored against ``neg_ratio`` random genes per hidden edge with a
+   bilinear decoder (binary cross-entropy). Why: it keeps gene representations tied to expression
+   (otherwise genes would only carry label information) and gives every cell, masked or not, a gradient
+   through its gene neighbourhood.
+
+3. Optional **attention sparsity** (``entropy_weight``): mean normalised entropy of each seed cell's
+   attention over its genes, so that a few genes carry a cell's attention when that suffices.
+
+``loss = CE_masked + 0.5 CE_label_only (summed over kinds / n_kinds) + edge_loss_weight * BCE +
+entropy_weight * H``; AdamW with cosine decay; seeds fix masks, negatives,
+neighbour sampling and initialisation.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.data import HeteroData
+from tqdm.auto import tqdm
+
+from .build import CELL_GENE, CELL_PROP, CELL_STATE, GENE_CELL, PROP_CELL, STATE_CELL
+from .nn import CellVQGraphNet
+from .sampler import make_loader
+
+__all__ = [
+    "GraphInputs",
+    "graph_inputs",
+    "mask_labels",
+    "train_net",
+    "default_num_neighbors",
+    "seed_everything",
+]
+
+
+@dataclass
+class GraphInputs:
+    """Tensors the network consumes, taken from a full or sampled HeteroData."""
+
+    x_dict: dict[str, Tensor]
+    n_id: dict[str, Tensor]
+    num_nodes: dict[str, int]
+    edge_index: dict[tuple, Tensor]
+    edge_attr: dict[tuple, Tensor]
+    e_id: dict[tuple, Tensor] | None = None
+
+    def replace_edges(self, et: tuple, keep: Tensor) -> None:
+        self.edge_index[et] = self.edge_index[et][:, keep]
+        if et in self.edge_attr:
+            self.edge_attr[et] = self.edge_attr[et][keep]
+        if self.e_id is not None and et in self.e_id:
+            self.e_id[et] = self.e_id[et][keep]
+
+
+def graph_inputs(g: HeteroData) -> GraphInputs:
+    x_dict, n_id, num_nodes = {}, {}, {}
+    for nt in g.node_types:
+        store = g[nt]
+        num_nodes[nt] = int(store.num_nodes)
+        if "x" in store:
+            x_dict[nt] = store.x
+        n_id[nt] = store.n_id if "n_id" in store else torch.arange(num_nodes[nt])
+    ei, ea, eid = {}, {}, {}
+    for et in g.edge_types:
+        store = g[et]
+        ei[et] = store.edge_index
+        if "edge_attr" in store and store.edge_attr is not None:
+            ea[et] = store.edge_attr
+        eid[et] = store.e_id if "e_id" in store else torch.arange(store.edge_index.size(1))
+    return GraphInputs(x_dict, n_id, num_nodes, ei, ea, eid)
+
+
+def mask_labels(inp: GraphInputs, cell_mask: Tensor) -> None:
+    """Remove the state and property edges of masked cells, in both directions (in place)."""
+    for et, side in ((CELL_STATE, 0), (CELL_PROP, 0), (STATE_CELL, 1), (PROP_CELL, 1)):
+        if et in inp.edge_index and inp.edge_index[et].numel():
+            inp.replace_edges(et, ~cell_mask[inp.edge_index[et][side]])
+
+
+def default_num_neighbors(
+    edge_types, num_layers: int, *, cells_per_node: int = 10, inference: bool = False
+) -> dict:
+    """Neighbours per relation and hop for NeighborLoader.
+
+    Hop 0 (into the seed cells): all of their genes, states and properties (bounded by ``top_k`` and the
+    number of kinds). Later hops: ``cells_per_node`` cells into each gene/state/property node, up to 16
+    gene neighbours per gene, 16 genes into any cell reached at hop >= 2.
+    """
+    out = {}
+    for et in edge_types:
+        src, _, dst = et
+        hops = []
+        for h in range(num_layers):
+            if dst == "cell":
+                hops.append(-1 if h == 0 else 16)
+            elif src == "gene" and dst == "gene":
+                hops.append(16)
+            else:
+                hops.append(cells_per_node if h > 0 else 0)
+        out[et] = hops
+    return out
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _loss(
+    net: CellVQGraphNet,
+    inp: GraphInputs,
+    y: Tensor,
+    n_seed: int,
+    *,
+    mask_rate: float,
+    label_drop_rate: float,
+    edge_mask_rate: float,
+    neg_ratio: int,
+    edge_loss_weight: float,
+    entropy_weight: float,
+    gen: torch.Generator,
+) -> tuple[Tensor, dict[str, float]]:
+    nc = inp.num_nodes["cell"]
+    ng = inp.num_nodes["gene"]
+    r = torch.rand(n_seed, generator=gen)
+    m = r < mask_rate
+    if not m.any():
+        m[torch.randint(n_seed, (1,), generator=gen)] = True
+    cell_mask = torch.zeros(nc, dtype=torch.bool)
+    cell_mask[:n_seed] = m
+    label_only = torch.zeros(nc, dtype=torch.bool)
+    label_only[:n_seed] = (r >= mask_rate) & (r < mask_rate + label_drop_rate)
+    mask_labels(inp, cell_mask | label_only)
+
+    gc = inp.edge_index[GENE_CELL]
+    hide = (gc[1] < n_seed) & (torch.rand(gc.size(1), generator=gen) < edge_mask_rate)
+    pos_cell, pos_gene = gc[1][hide], gc[0][hide]
+    inp.replace_edges(GENE_CELL, ~hide)
+    if CELL_GENE in inp.edge_index and inp.edge_index[CELL_GENE].numel():
+        cg = inp.edge_index[CELL_GENE]
+        hidden_keys = pos_cell * ng + pos_gene
+        inp.replace_edges(CELL_GENE, ~torch.isin(cg[0] * ng + cg[1], hidden_keys))
+
+    h, att = net(
+        inp.x_dict,
+        inp.n_id,
+        inp.num_nodes,
+        inp.edge_index,
+        inp.edge_attr,
+        cell_mask=cell_mask,
+        return_attention=entropy_weight > 0,
+    )
+    z = h["cell"]
+    stats: dict[str, float] = {}
+    loss_ent = z.sum() * 0.0
+    if entropy_weight > 0:
+        dst = inp.edge_index[GENE_CELL][1]
+        deg = torch.bincount(dst, minlength=nc).clamp_min(2).float()
+        seed_edge = dst < n_seed
+        ents = []
+        for (et, _layer), (_, alpha) in att.items():
+            if et != GENE_CELL:
+                continue
+            a = alpha[seed_edge]
+            e = torch.zeros(nc, a.size(1)).index_add_(0, dst[seed_edge], -(a * torch.log(a.clamp_min(1e-12))))
+            ents.append((e[:n_seed] / torch.log(deg[:n_seed]).unsqueeze(1)).mean())
+        if ents:
+            loss_ent = torch.stack(ents).mean()
+        stats["attn_entropy"] = float(loss_ent)
+    cls_losses = []
+    for group, weight in ((cell_mask, 1.0), (label_only, 0.5)):
+        idx = torch.nonzero(group).squeeze(1)
+        for j, kind in enumerate(net.kinds):
+            target = y[idx, j]
+            ok = target >= 0
+            if ok.any():
+                logits = net.head(kind)(z[idx[ok]])
+                cls_losses.append(weight * F.cross_entropy(logits, target[ok]))
+                if weight == 1.0:
+                    stats[f"acc/{kind}"] = float((logits.argmax(1) == target[ok]).float().mean())
+    loss_cls = torch.stack(cls_losses).sum() / max(len(net.kinds), 1) if cls_losses else z.sum() * 0.0
+    if pos_cell.numel():
+        neg_cell = pos_cell.repeat(neg_ratio)
+        neg_gene = torch.randint(ng, (neg_cell.numel(),), generator=gen)
+        zg = h["gene"]
+        pos = net.decode(z[pos_cell], zg[pos_gene])
+        neg = net.decode(z[neg_cell], zg[neg_gene])
+        loss_edge = F.binary_cross_entropy_with_logits(
+            pos, torch.ones_like(pos)
+        ) + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg))
+    else:
+        loss_edge = z.sum() * 0.0
+    loss = loss_cls + edge_loss_weight * loss_edge + entropy_weight * loss_ent
+    stats.update(loss=float(loss.detach()), loss_cls=float(loss_cls.detach()), loss_edge=float(loss_edge.detach()))
+    return loss, stats
+
+
+def train_net(
+    net: CellVQGraphNet,
+    data: HeteroData,
+    *,
+    epochs: int = 100,
+    lr: float = 1e-2,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+    batch_size: int | None = None,
+    num_neighbors: dict | None = None,
+    mask_rate: float = 0.3,
+    label_drop_rate: float = 0.2,
+    edge_mask_rate: float = 0.15,
+    neg_ratio: int = 1,
+    edge_loss_weight: float = 0.5,
+    entropy_weight: float = 0.0,
+    progress: bool = True,
+) -> list[dict[str, float]]:
+    """Train ``net`` on ``data``; returns per-epoch mean statistics (loss terms, masked accuracies).
+
+    ``batch_size=None`` trains full-batch (one step per epoch); an integer trains on ``NeighborLoader``
+    mini-batches of that many seed cells with ``num_neighbors`` (default :func:`default_num_neighbors`),
+    so memory is bounded by the batch, not by the number of cells.
+    """
+    seed_everything(seed)
+    gen = torch.Generator().manual_seed(seed)
+    net.train()
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    n_cells = data["cell"].num_nodes
+    if batch_size is None or batch_size >= n_cells:
+        loader = None
+        steps_per_epoch = 1
+    else:
+        nn_ = num_neighbors or default_num_neighbors(data.edge_types, net.encoder.num_layers)
+        loader = make_loader(data, nn_, torch.arange(n_cells), batch_size, shuffle=True)
+        steps_per_epoch = math.ceil(n_cells / batch_size)
+    total = max(epochs * steps_per_epoch, 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: (
+            min(1.0, (s + 1) / max(1, total // 20)) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+        ),
+    )
+    history: list[dict[str, float]] = []
+    kw = dict(
+        mask_rate=mask_rate,
+        label_drop_rate=label_drop_rate,
+        edge_mask_rate=edge_mask_rate,
+        neg_ratio=neg_ratio,
+        edge_loss_weight=edge_loss_weight,
+        entropy_weight=entropy_weight,
+    )
+    bar = tqdm(range(epochs), desc="CellVQ-Graph", disable=not progress, leave=False)
+    for _epoch in bar:
+        acc: dict[str, list[float]] = {}
+        batches = [data] if loader is None else loader
+        for g in batches:
+            n_seed = int(g["cell"].batch_size) if loader is not None else n_cells
+            inp = graph_inputs(g)
+            loss, stats = _loss(net, inp, g["cell"].y, n_seed, gen=gen, **kw)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            for k, v in stats.items():
+                acc.setdefault(k, []).append(v)
+        row = {k: float(np.mean(v)) for k, v in acc.items()}
+        history.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}")
+    net.eval()
+    return history

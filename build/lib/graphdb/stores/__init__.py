@@ -1,0 +1,1 @@
+"""Store backends: embedded LadybugDB and Neo4j, one interface (:class:`base.GraphStore`)."""

@@ -1,0 +1,539 @@
+"""The store interface and the named queries, written once for both backends.
+
+A backend implements four primitives -- :meth:`GraphStore._read` (a named, parameterised read),
+:meth:`GraphStore._write` (a small write in its own transaction), :meth:`GraphStore._read_user`
+(a read-only user query) and :meth:`GraphStore.write_run` -- and inherits every named query, so
+the embedded store and Neo4j answer with the same statements (:mod:`graphdb.queries`) and the
+same Python post-processing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import pandas as pd
+
+from .. import queries as q
+from ..errors import AmbiguousStateError, NotFoundError, ReadOnlyViolation
+from ..export import GRN_FORMATS, grn_graph, write_grn
+from ..readonly import check_read_only
+from ..schema import GRN_TYPES, RELATIONSHIPS, STATUS_COMPLETE, RunTables
+
+log = logging.getLogger("graphdb")
+
+#: Callback ``on_step(step, rows)`` called after each write step (e.g. ``"MARKER_OF"``, 1234).
+StepHook = Callable[[str, int], None]
+
+DEFAULT_BATCH_SIZE = 10_000
+
+
+@dataclass
+class WriteReport:
+    """What :meth:`GraphStore.write_run` wrote."""
+
+    run_id: str
+    method: str
+    rows: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def total_rows(self) -> int:
+        return int(sum(self.rows.values()))
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.total_rows / self.seconds if self.seconds > 0 else float("nan")
+
+
+@dataclass
+class Subgraph:
+    """A small graph answered by a named query: a node table and an edge table.
+
+    ``edges`` has at least ``source``, ``target`` and ``type``; :meth:`to_networkx` turns it into a
+    :class:`networkx.MultiDiGraph` (keyed by ``type``) with every column as an attribute.
+    """
+
+    nodes: pd.DataFrame
+    edges: pd.DataFrame
+    node_key: str
+
+    def to_networkx(self) -> nx.MultiDiGraph:
+        g = nx.MultiDiGraph()
+        for row in self.nodes.to_dict("records"):
+            g.add_node(row[self.node_key], **{k: v for k, v in row.items() if k != self.node_key and _present(v)})
+        for row in self.edges.to_dict("records"):
+            attrs = {k: v for k, v in row.items() if k not in ("source", "target") and _present(v)}
+            g.add_edge(row["source"], row["target"], key=row["type"], **attrs)
+        return g
+
+
+@dataclass
+class StateComparison:
+    """Two states side by side (:meth:`GraphStore.compare_states`).
+
+    ``markers``: one row per gene that marks either state -- ``rankA``, ``scoreA``, ``logFcA``,
+    ``rankB``, ``scoreB``, ``logFcB``, ``deltaScore`` (A - B, missing counted as 0) and ``group``
+    (``"A only"``, ``"B only"``, ``"shared"``), sorted by ``deltaScore``.
+    ``properties``: ``kind``, ``value``, ``attentionA``, ``attentionB``, ``deltaAttention``.
+    ``bridge``: the ``BRIDGES`` edge between them (``score``, ``nCells``) or ``None``.
+    """
+
+    run_id: str
+    state_a: str
+    state_b: str
+    markers: pd.DataFrame
+    properties: pd.DataFrame
+    bridge: dict[str, Any] | None
+
+
+def _present(value: Any) -> bool:
+    if value is None:
+        return False
+    try:
+        return not bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return True
+
+
+class GraphStore(ABC):
+    """A CellVQ graph store. Use :func:`graphdb.open_store` to get one; close it (or use ``with``)."""
+
+    #: ``"ladybug"`` or ``"neo4j"``.
+    backend: str = ""
+
+    def __init__(self, *, batch_size: int = DEFAULT_BATCH_SIZE, read_only: bool = False) -> None:
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.batch_size = int(batch_size)
+        self.read_only = read_only
+
+    # ---- backend primitives -------------------------------------------------------------------
+
+    @abstractmethod
+    def _read(self, statement: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Run a named read statement from :mod:`graphdb.queries`."""
+
+    @abstractmethod
+    def _write(self, statement: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Run a named write statement in its own (retried, where supported) transaction."""
+
+    @abstractmethod
+    def _read_user(self, cypher: str, params: Mapping[str, Any]) -> pd.DataFrame:
+        """Run a user query in a read-only transaction."""
+
+    @abstractmethod
+    def write_run(
+        self,
+        tables: RunTables,
+        *,
+        batch_size: int | None = None,
+        progress: bool = False,
+        on_step: StepHook | None = None,
+    ) -> WriteReport:
+        """Write one run; see the concrete stores."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the database."""
+
+    @property
+    @abstractmethod
+    def target(self) -> str:
+        """Where the store points (a path or a URI without credentials)."""
+
+    def __enter__(self) -> GraphStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.target!r})"
+
+    # ---- runs -----------------------------------------------------------------------------------
+
+    def runs(self) -> pd.DataFrame:
+        """All runs in the store, newest first, with their ``status`` (``writing`` / ``complete``)."""
+        return self._read(q.RUNS)
+
+    def resolve_run(self, run_id: str | None = None) -> str:
+        """``run_id`` checked to be complete, or the latest complete run when ``None``."""
+        if run_id is None:
+            found = self._read(q.LATEST_COMPLETE_RUN)
+            if found.empty:
+                runs = self.runs()
+                hint = ""
+                if not runs.empty:
+                    hint = (
+                        f" Incomplete run(s) {sorted(runs['runId'])}: their write was interrupted; "
+                        "write them again with store.write_run(tables) to complete them."
+                    )
+                raise NotFoundError(
+                    f"the store at {self.target} holds no complete run; write one with store.write_run(tables).{hint}"
+                )
+            return str(found["runId"].iloc[0])
+        status = self._read(q.RUN_STATUS, {"runId": run_id})
+        if status.empty:
+            known = sorted(self.runs()["runId"].astype(str))
+            close = difflib.get_close_matches(run_id, known, n=3)
+            raise NotFoundError(
+                f"run {run_id!r} is not in the store at {self.target}"
+                + (f"; did you mean {close}?" if close else "")
+                + f" Known runs: {known[:10]}"
+            )
+        if status["status"].iloc[0] != STATUS_COMPLETE:
+            raise NotFoundError(
+                f"run {run_id!r} is incomplete (status {status['status'].iloc[0]!r}): its write was interrupted "
+                "or is still in progress, so queries do not see it. Write it again with store.write_run(tables) "
+                "to complete it."
+            )
+        return run_id
+
+    def resolve_state(self, state: str, run_id: str | None = None) -> dict[str, Any]:
+        """Find a state of a run by ``stateId`` or, failing that, by ``name``.
+
+        Rule: an exact ``stateId`` match wins; otherwise the state whose ``name`` equals ``state``;
+        several states with that name raise :class:`AmbiguousStateError` listing their stateIds.
+        """
+        run = self.resolve_run(run_id)
+        found = self._read(q.STATE_LOOKUP, {"runId": run, "state": str(state)})
+        by_id = found[found["stateId"] == state]
+        if len(by_id) == 1:
+            return {**by_id.iloc[0].to_dict(), "runId": run}
+        if len(found) == 1:
+            return {**found.iloc[0].to_dict(), "runId": run}
+        if len(found) > 1:
+            raise AmbiguousStateError(
+                f"{state!r} is the name of {len(found)} states of run {run!r}: {sorted(found['stateId'])}; "
+                "pass one of these stateIds instead"
+            )
+        states = self._read(q.STATES_OF_RUN, {"runId": run})
+        names = sorted(set(states["stateId"].astype(str)) | set(states["name"].dropna().astype(str)))
+        close = difflib.get_close_matches(str(state), names, n=3, cutoff=0.5)
+        raise NotFoundError(
+            f"no state {state!r} in run {run!r} (states are addressed by stateId or name)"
+            + (f"; did you mean {close}?" if close else "")
+            + f" The run has {len(states)} states, e.g. {names[:8]}"
+        )
+
+    def resolve_gene(self, gene: str) -> str:
+        """The stored symbol of ``gene`` (a symbol or an Ensembl ID); clear error when unknown."""
+        found = self._read(q.GENE_LOOKUP, {"gene": str(gene)})
+        if not found.empty:
+            exact = found[found["symbol"] == gene]
+            return str((exact if not exact.empty else found)["symbol"].iloc[0])
+        close = self._read(q.GENE_SUGGESTIONS, {"gene": str(gene), "prefix": str(gene)[:3]})
+        options = list(close["symbol"]) if not close.empty else []
+        ranked = difflib.get_close_matches(str(gene), options, n=5, cutoff=0.0) if options else []
+        raise NotFoundError(
+            f"gene {gene!r} is not in the store (symbols are case-sensitive; Ensembl IDs work too)"
+            + (f"; did you mean {ranked}?" if ranked else "")
+        )
+
+    # ---- named queries --------------------------------------------------------------------------
+
+    def markers(self, state: str, top: int = 20, *, run_id: str | None = None) -> pd.DataFrame:
+        """The ``top`` marker genes of a state, best first.
+
+        Columns: ``symbol, ensemblId, rank, score, attention, logFc``.
+        """
+        st = self.resolve_state(state, run_id)
+        top = _positive_int(top, "top")
+        return self._read(q.MARKERS, {"runId": st["runId"], "stateUid": st["uid"], "top": top})
+
+    def states_for_gene(self, symbol: str, *, run_id: str | None = None) -> pd.DataFrame:
+        """The states a gene marks, highest score first.
+
+        Columns: ``stateId, name, kind, nCells, rank, score, attention, logFc``. Empty when the gene
+        is known but marks no state of the run; :class:`NotFoundError` when the gene is unknown.
+        """
+        run = self.resolve_run(run_id)
+        gene = self.resolve_gene(symbol)
+        return self._read(q.STATES_FOR_GENE, {"runId": run, "symbol": gene})
+
+    def subtype_graph(self, cell_type: str, *, run_id: str | None = None) -> Subgraph:
+        """A cell type, its subtypes (``SUBTYPE_OF``, any depth) and the ``BRIDGES`` among them.
+
+        ``nodes``: ``stateId, name, kind, nCells, depth`` (0 = the cell type itself).
+        ``edges``: ``source, target, type`` (``SUBTYPE_OF`` | ``BRIDGES``), ``score``, ``nCells``.
+        """
+        parent = self.resolve_state(cell_type, run_id)
+        run = parent["runId"]
+        subs = self._read(q.SUBTYPE_NODES, {"runId": run, "stateUid": parent["uid"]})
+        top = pd.DataFrame(
+            [{k: parent[k] for k in ("uid", "stateId", "name", "kind", "nCells")} | {"depth": 0}]
+        )
+        nodes = pd.concat([top, subs], ignore_index=True) if not subs.empty else top
+        uids = list(nodes["uid"])
+        sub_edges = self._read(q.SUBTYPE_EDGES, {"runId": run, "uids": uids})
+        sub_edges["type"] = "SUBTYPE_OF"
+        bridges = self._read(q.BRIDGE_EDGES, {"runId": run, "uids": uids})
+        bridges["type"] = "BRIDGES"
+        edges = pd.concat([sub_edges, bridges], ignore_index=True)
+        edges = edges.reindex(columns=["source", "target", "type", "score", "nCells"])
+        nodes = nodes.drop(columns=["uid"]).reset_index(drop=True)
+        return Subgraph(nodes=nodes, edges=edges, node_key="stateId")
+
+    def gene_network(
+        self,
+        symbol: str,
+        depth: int = 1,
+        *,
+        run_id: str | None = None,
+        kinds: Sequence[str] = GRN_TYPES,
+        min_weight: float = float("-inf"),
+    ) -> Subgraph:
+        """The gene network around ``symbol``: genes within ``depth`` steps and the edges among them.
+
+        Walks ``REGULATES`` and/or ``CO_EXPRESSED`` edges of the run (either direction) whose
+        ``weight >= min_weight``. ``nodes``: ``symbol, ensemblId``; ``edges``: ``source, target,
+        type, weight``.
+        """
+        run = self.resolve_run(run_id)
+        gene = self.resolve_gene(symbol)
+        key = _kinds_key(kinds)
+        if depth not in q.GENE_NETWORK_DEPTHS:
+            raise ValueError(f"depth must be one of {list(q.GENE_NETWORK_DEPTHS)}, got {depth!r}")
+        params = {"runId": run, "symbol": gene, "minWeight": float(min_weight)}
+        found = self._read(q.GENE_NETWORK_NODES[(key, depth)], params)
+        symbols = sorted(set(found["symbol"]) | {gene}) if not found.empty else [gene]
+        frames = []
+        for rtype in key:
+            e = self._read(
+                q.GENE_NETWORK_EDGES[rtype], {"runId": run, "symbols": symbols, "minWeight": float(min_weight)}
+            )
+            e["type"] = rtype
+            frames.append(e)
+        edges = pd.concat(frames, ignore_index=True).reindex(columns=["source", "target", "type", "weight"])
+        nodes = self._read(q.GENES_BY_SYMBOL, {"symbols": symbols}).sort_values("symbol", ignore_index=True)
+        return Subgraph(nodes=nodes, edges=edges, node_key="symbol")
+
+    def state_properties(self, state: str, *, run_id: str | None = None) -> pd.DataFrame:
+        """Properties associated with a state, by attention.
+
+        Columns: ``propertyId, kind, value, attention, nCells`` (cells of the state having the
+        property), ``stateCells``, ``fraction`` (= nCells / stateCells).
+        """
+        st = self.resolve_state(state, run_id)
+        out = self._read(q.STATE_PROPERTIES, {"runId": st["runId"], "stateUid": st["uid"]})
+        if not out.empty:
+            denom = pd.to_numeric(out["stateCells"], errors="coerce").where(lambda s: s > 0)
+            out["fraction"] = pd.to_numeric(out["nCells"]) / denom
+        else:
+            out["fraction"] = pd.Series(dtype=float)
+        return out
+
+    def compare_states(
+        self, a: str, b: str, *, run_id: str | None = None, top: int | None = 50
+    ) -> StateComparison:
+        """Markers and properties of two states of one run side by side (see :class:`StateComparison`)."""
+        sa = self.resolve_state(a, run_id)
+        sb = self.resolve_state(b, sa["runId"])
+        run = sa["runId"]
+        params = {"runId": run, "stateUidA": sa["uid"], "stateUidB": sb["uid"]}
+        m = self._read(q.COMPARE_MARKERS, params)
+        cols = ["rank", "score", "logFc"]
+        side_a = m[m["stateUid"] == sa["uid"]].set_index("symbol")[cols].add_suffix("A")
+        side_b = m[m["stateUid"] == sb["uid"]].set_index("symbol")[cols].add_suffix("B")
+        genes = side_a.join(side_b, how="outer")
+        genes["group"] = "shared"
+        genes.loc[genes["scoreB"].isna(), "group"] = "A only"
+        genes.loc[genes["scoreA"].isna(), "group"] = "B only"
+        genes["deltaScore"] = genes["scoreA"].fillna(0.0) - genes["scoreB"].fillna(0.0)
+        genes = genes.reset_index().sort_values(["deltaScore", "symbol"], ascending=[False, True])
+        if top is not None:
+            top = _positive_int(top, "top")
+            keep = pd.concat([genes.head(top), genes.tail(top)]).drop_duplicates("symbol")
+            genes = keep.sort_values(["deltaScore", "symbol"], ascending=[False, True])
+        genes = genes.reset_index(drop=True)
+        p = self._read(q.COMPARE_PROPERTIES, params)
+        pa = p[p["stateUid"] == sa["uid"]].set_index(["kind", "value"])["attention"].rename("attentionA")
+        pb = p[p["stateUid"] == sb["uid"]].set_index(["kind", "value"])["attention"].rename("attentionB")
+        props = pd.concat([pa, pb], axis=1).reset_index()
+        if props.empty:
+            props = pd.DataFrame(columns=["kind", "value", "attentionA", "attentionB"])
+        props["deltaAttention"] = props["attentionA"].fillna(0.0) - props["attentionB"].fillna(0.0)
+        props = props.sort_values("deltaAttention", ascending=False, ignore_index=True)
+        br = self._read(q.BRIDGE_BETWEEN, params)
+        bridge = None if br.empty else {k: _py(v) for k, v in br.to_dict("records")[0].items()}
+        return StateComparison(run, sa["stateId"], sb["stateId"], genes, props, bridge)
+
+    def query(self, cypher: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Run one read-only Cypher statement; values go in ``params`` (``$name`` in the text).
+
+        Write clauses are refused with :class:`~graphdb.errors.ReadOnlyViolation` before the
+        statement is sent, and the statement runs in a read-only transaction.
+        """
+        check_read_only(cypher)
+        if params is not None and not isinstance(params, Mapping):
+            raise TypeError("params must be a dict of parameter name -> value")
+        return self._read_user(cypher, dict(params or {}))
+
+    def grn_edges(
+        self, *, run_id: str | None = None, kinds: Sequence[str] = ("REGULATES",), min_weight: float = float("-inf")
+    ) -> pd.DataFrame:
+        """Every network edge of a run: ``source, target, kind, weight, sourceEnsemblId, targetEnsemblId``."""
+        run = self.resolve_run(run_id)
+        frames = []
+        for rtype in _kinds_key(kinds):
+            e = self._read(q.GRN_EDGES[rtype], {"runId": run, "minWeight": float(min_weight)})
+            e.insert(2, "kind", rtype)
+            frames.append(e)
+        return pd.concat(frames, ignore_index=True)
+
+    def export_grn(
+        self,
+        path: str | Path,
+        format: str | None = None,  # noqa: A002 - the issue's name
+        *,
+        run_id: str | None = None,
+        kinds: Sequence[str] = ("REGULATES",),
+        min_weight: float = float("-inf"),
+    ) -> Path:
+        """Write a run's gene regulatory network to ``path``.
+
+        ``format``: ``graphml``, ``csv``, ``cytoscape`` (Cytoscape.js JSON) or ``sif``; inferred from
+        the suffix (``.graphml``, ``.csv``, ``.cyjs``/``.json``, ``.sif``) when ``None``. ``kinds``
+        picks ``REGULATES`` and/or ``CO_EXPRESSED`` edges. Returns the path written.
+        """
+        edges = self.grn_edges(run_id=run_id, kinds=kinds, min_weight=min_weight)
+        if edges.empty:
+            raise NotFoundError(
+                f"run {self.resolve_run(run_id)!r} has no {' / '.join(_kinds_key(kinds))} edges"
+                + (f" with weight >= {min_weight}" if min_weight != float("-inf") else "")
+                + "; nothing to export. Try kinds=('REGULATES', 'CO_EXPRESSED') or a lower min_weight."
+            )
+        return write_grn(grn_graph(edges), path, format)
+
+    # ---- bookkeeping ----------------------------------------------------------------------------
+
+    def counts(self, run_id: str | None = None) -> dict[str, int]:
+        """Node and relationship counts: of the whole store, or of one run's own facts."""
+        out: dict[str, int] = {}
+        if run_id is None:
+            for label, stmt in q.COUNT_NODES.items():
+                out[label] = int(self._read(stmt)["n"].iloc[0])
+            for rtype, stmt in q.COUNT_RELS.items():
+                out[rtype] = int(self._read(stmt)["n"].iloc[0])
+        else:
+            for label, stmt in q.COUNT_RUN_NODES.items():
+                out[label] = int(self._read(stmt, {"runId": run_id})["n"].iloc[0])
+            for rtype, stmt in q.COUNT_RUN_RELS.items():
+                out[rtype] = int(self._read(stmt, {"runId": run_id})["n"].iloc[0])
+        return out
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run: its states, properties, relationships and its ``Run`` node.
+
+        Genes and cells stay (other runs share them).
+        """
+        self._require_writable()
+        self._delete_run_facts(run_id, self._delete_batch_size())
+        self._write(q.RUN_DELETE, {"runId": run_id})
+
+    def _delete_batch_size(self) -> int:
+        """Rows deleted per transaction when a run's old facts are removed."""
+        return self.batch_size
+
+    def _delete_run_facts(self, run_id: str, batch_size: int) -> int:
+        """Delete a run's relationships and per-run nodes in batches; returns the number deleted."""
+        total = 0
+        for rtype in RELATIONSHIPS:
+            total += self._delete_loop(q.DELETE_RUN_RELS[rtype], run_id, batch_size)
+        for label in ("CellState", "Property"):
+            total += self._delete_loop(q.DELETE_RUN_NODES[label], run_id, batch_size)
+        return total
+
+    def _delete_loop(self, statement: str, run_id: str, batch_size: int) -> int:
+        total = 0
+        while True:
+            res = self._write(statement, {"runId": run_id, "batchSize": int(batch_size)})
+            n = int(res["deleted"].iloc[0]) if not res.empty else 0
+            total += n
+            if n < batch_size:
+                return total
+
+    def _require_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyViolation(
+                f"the store at {self.target} was opened read-only; open it with open_store(target) to write"
+            )
+
+    def _begin_run(self, tables: RunTables, batch_size: int) -> int:
+        """Start (or restart) writing a run; returns the number of old facts deleted.
+
+        Marks the ``Run`` node ``status: 'writing'`` (named queries stop seeing it), deletes the
+        run's previous facts in batches, and links the run to its dataset.
+        """
+        self._write(q.RUN_BEGIN, dict(tables.run))
+        deleted = self._delete_run_facts(tables.run_id, batch_size)
+        ds = tables.dataset.iloc[0]
+        self._write(
+            q.RUN_DATASET,
+            {
+                "runId": tables.run_id,
+                "datasetId": tables.dataset_id,
+                "name": None if pd.isna(ds["name"]) else str(ds["name"]),
+                "nCells": None if pd.isna(ds["nCells"]) else int(ds["nCells"]),
+            },
+        )
+        return deleted
+
+    @staticmethod
+    def _now() -> str:
+        return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _kinds_key(kinds: Sequence[str] | str) -> tuple[str, ...]:
+    if isinstance(kinds, str):
+        kinds = (kinds,)
+    norm = tuple(sorted({str(k).upper() for k in kinds}))
+    if not norm or any(k not in GRN_TYPES for k in norm):
+        raise ValueError(f"kinds must be a non-empty subset of {list(GRN_TYPES)}, got {list(kinds)!r}")
+    return norm
+
+
+def _positive_int(value: Any, name: str) -> int:
+    try:
+        ivalue = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}") from None
+    if ivalue < 1 or ivalue != value:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return ivalue
+
+
+def _py(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def progress_bar(total: int, enabled: bool, desc: str):
+    """A tqdm bar (or a silent stand-in) counting written rows."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="row", unit_scale=True, leave=False)
+
+
+def rows_per_step(node_frames: Mapping[str, pd.DataFrame], rel_frames: Mapping[str, pd.DataFrame]) -> int:
+    return int(sum(len(f) for f in node_frames.values()) + sum(len(f) for f in rel_frames.values()))
+
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "GRN_FORMATS",
+    "GraphStore",
+    "StateComparison",
+    "StepHook",
+    "Subgraph",
+    "WriteReport",
+]

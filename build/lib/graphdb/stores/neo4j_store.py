@@ -1,0 +1,220 @@
+"""The production store: Neo4j 5 through the official ``neo4j`` Python driver.
+
+* Credentials come from the arguments or ``NEO4J_USER`` / ``NEO4J_PASSWORD`` (user defaults to
+  ``neo4j``); they are passed to the driver and never logged or put into a message. A URI of the
+  form ``bolt://user:pass@host`` is accepted, its credentials are moved into ``auth``.
+* Opening verifies connectivity, then creates the constraints and indexes idempotently
+  (``CREATE ... IF NOT EXISTS``).
+* Runs are written online in batches (:mod:`.unwind_writer`): ``UNWIND $rows ... MERGE``, one
+  managed transaction (``session.execute_write``, retried by the driver on transient errors)
+  per ``batch_size`` rows. For large runs write bulk-import files instead
+  (:func:`graphdb.bulk_import.write_bulk_import`).
+* Named queries run in ``execute_read``; user queries in a READ-access-mode session, after the
+  client-side write-clause check.
+
+Every statement sent is a constant in :mod:`graphdb.queries` (``NEO4J_STATEMENTS``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import pandas as pd
+
+from .. import queries as q
+from ..errors import (
+    AuthError,
+    GraphDBError,
+    QueryError,
+    ReadOnlyViolation,
+    StoreConnectionError,
+    redact_uri,
+)
+from ..schema import RunTables
+from .base import DEFAULT_BATCH_SIZE, GraphStore, StepHook, WriteReport
+from .unwind_writer import cell_property_rows, write_run_unwind
+
+log = logging.getLogger("graphdb")
+
+NEO4J_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
+
+
+class Neo4jStore(GraphStore):
+    """A :class:`GraphStore` on a Neo4j 5 server.
+
+    Parameters
+    ----------
+    uri
+        ``bolt://host:7687`` or ``neo4j://host:7687`` (``+s`` / ``+ssc`` variants for TLS).
+    user, password
+        Credentials; default to ``NEO4J_USER`` (else ``neo4j``) and ``NEO4J_PASSWORD``. With no
+        password at all the driver connects without authentication.
+    database
+        Database name (default: the server's default database); also ``NEO4J_DATABASE``.
+    batch_size
+        Rows per write transaction.
+    read_only
+        Skip creating constraints and refuse writes.
+    connection_timeout, max_transaction_retry_time
+        Seconds, passed to the driver.
+    """
+
+    backend = "neo4j"
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        database: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        read_only: bool = False,
+        connection_timeout: float = 15.0,
+        max_transaction_retry_time: float = 30.0,
+    ) -> None:
+        super().__init__(batch_size=batch_size, read_only=read_only)
+        import neo4j
+
+        self._neo4j = neo4j
+        parts = urlsplit(uri)
+        if parts.scheme not in NEO4J_SCHEMES:
+            raise ValueError(
+                f"{redact_uri(uri)!r} is not a Neo4j URI; use one of {', '.join(s + '://' for s in NEO4J_SCHEMES)}"
+            )
+        if parts.username or parts.password:
+            user = user or unquote(parts.username or "")
+            password = password or unquote(parts.password or "")
+        self._uri = redact_uri(uri)
+        user = user or os.environ.get("NEO4J_USER") or "neo4j"
+        if password is None:
+            password = os.environ.get("NEO4J_PASSWORD")
+        self.database = database or os.environ.get("NEO4J_DATABASE") or None
+        auth = (user, password) if password is not None else None
+        log.info("opening Neo4j store at %s (database %s)", self._uri, self.database or "<default>")
+        self._driver = neo4j.GraphDatabase.driver(
+            self._uri,
+            auth=auth,
+            connection_timeout=connection_timeout,
+            max_transaction_retry_time=max_transaction_retry_time,
+        )
+        del auth, password
+        self._closed = False
+        try:
+            self._driver.verify_connectivity()
+            if not read_only:
+                for stmt in (*q.NEO4J_CONSTRAINTS.values(), *q.NEO4J_INDEXES.values()):
+                    self._write(stmt)
+        except Exception as exc:
+            self.close()
+            raise self._translate(exc) from None
+
+    # ---- primitives -----------------------------------------------------------------------------
+
+    @property
+    def target(self) -> str:
+        return self._uri
+
+    def close(self) -> None:
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        self._driver.close()
+
+    def _session(self, read: bool):
+        if self._closed:
+            raise GraphDBError(f"the store at {self.target} is closed; open it again with open_store()")
+        mode = self._neo4j.READ_ACCESS if read else self._neo4j.WRITE_ACCESS
+        return self._driver.session(database=self.database, default_access_mode=mode)
+
+    @staticmethod
+    def _frame(tx, statement: str, params: Mapping[str, Any]) -> pd.DataFrame:
+        result = tx.run(statement, dict(params))
+        keys = list(result.keys())
+        rows = result.data()
+        return pd.DataFrame(rows, columns=keys)
+
+    def _read(self, statement: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        try:
+            with self._session(read=True) as session:
+                return session.execute_read(self._frame, statement, params or {})
+        except GraphDBError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc) from exc
+
+    def _write(self, statement: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        self._require_writable()
+        try:
+            with self._session(read=False) as session:
+                return session.execute_write(self._frame, statement, params or {})
+        except GraphDBError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc) from exc
+
+    def _read_user(self, cypher: str, params: Mapping[str, Any]) -> pd.DataFrame:
+        try:
+            with self._session(read=True) as session:
+                return session.execute_read(self._frame, cypher, params)
+        except GraphDBError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc, user_query=True) from exc
+
+    def _translate(self, exc: BaseException, user_query: bool = False) -> BaseException:
+        """Map driver errors onto graphdb errors whose messages carry no credentials."""
+        ex = self._neo4j.exceptions
+        if isinstance(exc, ex.AuthError):
+            return AuthError(
+                f"Neo4j at {self._uri} refused the credentials (wrong user name or password). Pass "
+                "user=/password= to open_store() or set NEO4J_USER / NEO4J_PASSWORD."
+            )
+        if isinstance(exc, ex.ServiceUnavailable | ex.SessionExpired):
+            reason = " ".join(str(exc).split())[:400] or type(exc).__name__
+            return StoreConnectionError(
+                f"cannot reach Neo4j at {self._uri}: {reason}. Check that the server is running and that the "
+                "URI, port (Bolt default 7687) and TLS scheme are right; set NEO4J_URI to point elsewhere."
+            )
+        if isinstance(exc, ex.Neo4jError):
+            code = getattr(exc, "code", "") or ""
+            message = getattr(exc, "message", None) or str(exc)
+            if "AccessMode" in code or "ForbiddenOnReadOnlyDatabase" in code or "WriteOnReadOnlyAccess" in code:
+                return ReadOnlyViolation(f"store.query() is read-only and Neo4j refused a write: {message}")
+            if user_query and isinstance(exc, ex.ClientError):
+                return QueryError(f"Neo4j rejected the query ({code}): {message}")
+            return GraphDBError(f"Neo4j error {code}: {message}")
+        if isinstance(exc, ex.DriverError):
+            return GraphDBError(f"Neo4j driver error talking to {self._uri}: {exc}")
+        return exc
+
+    # ---- writing --------------------------------------------------------------------------------
+
+    def write_run(
+        self,
+        tables: RunTables,
+        *,
+        batch_size: int | None = None,
+        progress: bool = False,
+        on_step: StepHook | None = None,
+    ) -> WriteReport:
+        """Write one run online in ``UNWIND`` batches (see :mod:`graphdb.stores.unwind_writer`)."""
+        self._require_writable()
+        return write_run_unwind(
+            self,
+            tables,
+            batch_size=int(batch_size or self.batch_size),
+            set_cell_properties=self._set_cell_properties,
+            progress=progress,
+            on_step=on_step,
+        )
+
+    def _set_cell_properties(self, frame: pd.DataFrame, types: Mapping[str, str]) -> int:
+        rows = cell_property_rows(frame, types)
+        for start in range(0, len(rows), self.batch_size):
+            self._write(q.SET_CELL_PROPERTIES, {"rows": rows[start : start + self.batch_size]})
+        return len(rows)
