@@ -27,11 +27,12 @@ import torch
 from scipy.stats import spearmanr
 
 from .build import CELL_GENE, GENE_CELL, cell_gene_edge_attr
-from .train import graph_inputs, mask_labels
+from .train import deterministic_ops, graph_inputs, mask_labels
 
 __all__ = ["integrated_gradients", "attribution_agreement", "plot_agreement"]
 
 
+@deterministic_ops()
 def integrated_gradients(
     model,
     data,

@@ -40,7 +40,14 @@ from torch_geometric.data import HeteroData
 from .build import GENE_CELL, GENE_COEXPR, GENE_SIM, PROP_CELL, GraphIndex
 from .nn import CellVQGraphNet
 from .sampler import make_loader
-from .train import default_num_neighbors, graph_inputs, mask_labels, seed_everything, train_net
+from .train import (
+    default_num_neighbors,
+    deterministic_ops,
+    graph_inputs,
+    mask_labels,
+    seed_everything,
+    train_net,
+)
 
 __all__ = ["CellVQGraph", "CellVQGraphConfig", "AttentionReadout"]
 
@@ -272,6 +279,7 @@ class CellVQGraph:
 
     # ---------------------------------------------------------------------------------------------- read out
     @torch.no_grad()
+    @deterministic_ops()
     def attention(
         self,
         data: HeteroData,
@@ -389,6 +397,7 @@ class CellVQGraph:
         return AttentionReadout(edges=edges, alpha=alpha, mode=mode, embedding=emb)
 
     @torch.no_grad()
+    @deterministic_ops()
     def cell_embedding(
         self, data: HeteroData, batch_size: int | None = None, embedding: str = "identify"
     ) -> np.ndarray:
@@ -396,6 +405,7 @@ class CellVQGraph:
         return self.attention(data, mode="full", batch_size=batch_size, embedding=embedding).embedding
 
     @torch.no_grad()
+    @deterministic_ops()
     def predict(self, data: HeteroData, kind: str, mask: bool = True) -> pd.DataFrame:
         """Class probabilities of ``kind`` per cell; with ``mask`` each cell is identified from its genes."""
         self._check_graph(data)
