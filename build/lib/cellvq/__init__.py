@@ -1,1 +1,0 @@
-"""cellvq: the command line and pipeline that compose foundation, cellvq_graph and graphdb."""

@@ -1,1 +1,0 @@
-"""Store backends: embedded LadybugDB and Neo4j, one interface (:class:`base.GraphStore`)."""
