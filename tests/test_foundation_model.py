@@ -8,6 +8,7 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import scanpy as sc
 import torch
@@ -236,12 +237,16 @@ def test_label_transfer_across_experiments(model, pbmc3k):
     query = datasets.pbmc68k()
     query = query[query.obs["bulk_labels"].astype(str).isin(list(COARSE_PBMC68K))].copy()
     truth = query.obs["bulk_labels"].astype(str).map(COARSE_PBMC68K)
+    with pytest.raises(KeyError, match="'lineage' not found"):  # refused before any embedding
+        tasks.transfer_labels_across(model, ref, query, "lineage")
+    assert "cellvq" not in query.uns and "cellvq" not in ref.uns
     res = tasks.transfer_labels_across(model, ref, query, "coarse")
     across = tasks.macro_f1(truth, res["predicted"])
     t = query.uns["cellvq_transfer"]
     assert t["shared_genes"] == t["query_genes"] and 700 < t["shared_genes"] < 765 < t["reference_genes"]
     assert "X_cellvq" not in query.obsm and query.obsm["X_cellvq_shared"].shape == (query.n_obs, model.config.d_model)
     assert (query.obs["coarse_cellvq_pred"].astype(str).to_numpy() == res["predicted"].to_numpy()).all()
+    assert isinstance(query.obs["coarse_cellvq_pred"].dtype, pd.CategoricalDtype)
     # baseline: PCA fitted on both datasets' log-normalised counts over their shared genes (transductive)
     shared = ref.var_names.intersection(query.var_names)
     both = ad.concat([ref[:, shared], query[:, shared]], index_unique="-")

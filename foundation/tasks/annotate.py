@@ -140,9 +140,10 @@ def transfer_labels_across(
     """
     from foundation.data import align_genes
 
-    masks = [align_genes(a, model.vocab, layer=layer)
-             for a, layer in ((reference, reference_layer), (query, query_layer))]
-    shared = masks[0].measured & masks[1].measured
+    get_obs(reference, label_key)  # a missing label fails here, before anything is embedded
+    alignments = [align_genes(a, model.vocab, layer=layer)
+                  for a, layer in ((reference, reference_layer), (query, query_layer))]
+    shared = alignments[0].measured & alignments[1].measured
     n_shared = int(shared.sum())
     if n_shared < min_shared:
         raise ValueError(
@@ -150,7 +151,7 @@ def transfer_labels_across(
             "that both use the same gene naming (symbols or Ensembl IDs) and species."
         )
     subsets = []
-    for a, al, layer in ((reference, masks[0], reference_layer), (query, masks[1], query_layer)):
+    for a, al, layer in ((reference, alignments[0], reference_layer), (query, alignments[1], query_layer)):
         keep = np.zeros(a.n_vars, dtype=bool)
         vi = al.var_index
         keep[vi >= 0] = shared[vi[vi >= 0]]
@@ -158,16 +159,13 @@ def transfer_labels_across(
         model.embed(sub, layer=layer, progress=progress)
         subsets.append(sub)
     ref_sub, query_sub = subsets
-    if label_key not in ref_sub.obs:
-        raise KeyError(f"label_key {label_key!r} not found in reference.obs; available: {list(reference.obs.columns)}")
     result = transfer_labels(ref_sub, query_sub, label_key, use_rep="X_cellvq", method=method, k=k, seed=seed)
     for col in (f"{label_key}_cellvq_pred", f"{label_key}_cellvq_conf"):
-        query.obs[col] = query_sub.obs[col].to_numpy()
-    query.obs[f"{label_key}_cellvq_pred"] = query.obs[f"{label_key}_cellvq_pred"].astype("category")
+        query.obs[col] = query_sub.obs[col].values  # same cells, same order; keeps the categories
     query.obsm["X_cellvq_shared"] = query_sub.obsm["X_cellvq"]
     query.uns["cellvq_transfer"] = {
         "label_key": label_key, "method": method, "k": int(k),
-        "reference_genes": int(masks[0].measured.sum()), "query_genes": int(masks[1].measured.sum()),
+        "reference_genes": int(alignments[0].measured.sum()), "query_genes": int(alignments[1].measured.sum()),
         "shared_genes": n_shared,
     }
     return result
