@@ -42,6 +42,9 @@ pretrain: install
 	  --epochs 12 --lr 3e-4 --contrastive-weight 1.0 --max-cells-per-file 3000 --seed 0 --name cellvq-tiny-human \
 	  --no-train-state \
 	  --out foundation/pretrained/cellvq-tiny-human
+	$(PY) -m foundation.ood foundation/pretrained/cellvq-tiny-human $(SHARED)/pbmc3k_counts.h5ad \
+	  $(SHARED)/celltypist_sample_counts.h5ad $(SHARED)/kang_ifnb_pbmc_subset_counts.h5ad \
+	  $(SHARED)/papalexi_thp1_crispr_counts.h5ad --holdout foundation/pretrained/pbmc3k_holdout.tsv
 
 bench: install
 	$(PY) benchmarks/foundation.py

@@ -129,6 +129,10 @@ def embed(
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model = foundation.CellVQ.load(model_dir, device) if model_dir else foundation.load_pretrained(device)
         model.embed(adata, batch_size=batch_size, layer=layer, chunk_rows=chunk_rows)
+        if not backed:
+            from foundation import ood
+
+            out.print(ood.describe(ood.score(model, adata, layer=layer)), highlight=False)
         write_h5ad_atomic(adata, output)
         u = adata.uns["cellvq"]
         out.print(f"embedded {adata.n_obs} cells: {u['codes_used']} codes used (perplexity {u['code_perplexity']:.1f}), "
@@ -347,3 +351,8 @@ def export_grn(
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())
+
+
+from cellvq.adapt_cli import adapt_cmd  # noqa: E402
+
+app.command("adapt")(adapt_cmd)

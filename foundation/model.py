@@ -212,6 +212,21 @@ class CellVQ:
         distributed.teardown(info)
         return model
 
+    def adapt(self, adata, config=None, out: str | os.PathLike | None = None, *, command: str | None = None,
+              progress: bool = True, **overrides) -> CellVQ:
+        """A copy of this model continually pretrained (self-supervised) on ``adata``'s raw counts.
+
+        ``config``: a :class:`foundation.adapt.AdaptConfig`; keyword ``overrides`` replace its fields
+        (``model.adapt(adata, epochs=2)``). ``out``: write the new checkpoint there. This model is unchanged.
+        The new model's ``metadata["adapted_from"]`` names this checkpoint (sha256) and ``["adapt"]`` the data,
+        the settings and ``command``. See :mod:`foundation.adapt`."""
+        import dataclasses
+
+        from foundation.adapt import AdaptConfig, adapt
+
+        cfg = dataclasses.replace(config or AdaptConfig(), **overrides)
+        return adapt(self, adata, cfg, out=out, command=command, progress=progress)
+
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def embed(

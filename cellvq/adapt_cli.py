@@ -1,0 +1,72 @@
+"""`cellvq adapt`: continual self-supervised pretraining of a checkpoint on the user's own counts."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def adapt_model(input: Path, model_dir: Path | None, layer: str | None, epochs: int, lr: float,
+                max_cells: int | None, seed: int, out_dir: Path | None = None, command: str | None = None):
+    """Read ``input``, adapt the checkpoint (shipped by default) to it; write to ``out_dir`` when given.
+    Returns ``(adata, adapted_model)``."""
+    import foundation
+    from cellvq.io import read_h5ad_checked
+    from foundation.adapt import AdaptConfig, check_adapt_input
+
+    cfg = AdaptConfig(epochs=epochs, lr=lr, max_cells=max_cells, seed=seed, layer=layer)
+    adata = read_h5ad_checked(input)
+    adata.uns["cellvq_source_file"] = str(input)
+    check_adapt_input(adata, cfg)  # before the model loads: bad counts or too few cells fail at once
+    model = foundation.CellVQ.load(model_dir) if model_dir else foundation.load_pretrained()
+    command = command or " ".join(shlex.quote(a) for a in ["cellvq", *sys.argv[1:]])
+    child = model.adapt(adata, cfg, out=out_dir, command=command)
+    if out_dir is not None:
+        from foundation import ood
+
+        ood.OODReference.from_values(ood_values(child, adata, layer), [input.name],
+                                     child.metadata.get("checkpoint_sha256", "")).save(out_dir)
+    return adata, child
+
+
+def ood_values(model, adata, layer: str | None):
+    """Per-cell NLL of the adapted model on (up to 3,000 of) the cells it adapted to: its new reference."""
+    import numpy as np
+
+    from foundation import ood
+
+    a = adata if adata.n_obs <= 3000 else adata[np.random.default_rng(0).choice(adata.n_obs, 3000, replace=False)]
+    a = a.copy()
+    model.embed(a, layer=layer, progress=False)
+    return ood.nll_per_count(model, a, layer=layer)
+
+
+def adapt_cmd(
+    input: Annotated[Path, typer.Argument(help="h5ad file of raw counts to adapt the model to.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the adapted checkpoint.")],
+    model_dir: Annotated[Path | None, typer.Option("--model", help="Parent checkpoint (default: shipped).")] = None,
+    layer: Annotated[str | None, typer.Option(help="Layer holding raw counts (default: X).")] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the cells.")] = 4,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
+    max_cells: Annotated[int | None, typer.Option(help="Adapt on a random subset of this many cells.")] = 20_000,
+    seed: int = 0,
+) -> None:
+    """Continue pretraining a checkpoint (self-supervised, no labels) on your counts; writes a new checkpoint
+    whose config records its parent (sha256), the data it saw and this command."""
+    from cellvq.cli import fail, out
+
+    try:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ValueError(f"--out {out_dir} is a file; give a folder for the adapted checkpoint")
+        _, child = adapt_model(input, model_dir, layer, epochs, lr, max_cells, seed, out_dir)
+        a = child.metadata["adapt"]
+        out.print(f"adapted {a['data']['n_cells']} cells x {a['config']['epochs']} epochs in {a['seconds']:.0f} s "
+                  f"({a['n_genes_initialised']} genes given a data-driven start) -> {out_dir}")
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        fail(exc)
