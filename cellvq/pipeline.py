@@ -134,7 +134,11 @@ def run(
         import graphdb
 
         with _step("store", timings, on_step), graphdb.open_store(str(db)) as store:
-            store.write_run(tables)
+            try:
+                store.write_run(tables)
+            except Exception:
+                _discard_run(store, run_id)
+                raise
 
     u = adata.uns["cellvq"]
     summary = {
@@ -158,6 +162,14 @@ def run(
         summary["code_nmi"] = round(float(normalized_mutual_info_score(labels, adata.obs["cellvq_code"])), 4)
     return PipelineResult(adata, gmodel, tables, markers, subtypes, inter, net, prop_imp, run_id,
                           str(db) if db is not None else None, timings, summary)
+
+
+def _discard_run(store, run_id: str) -> None:
+    """Remove what a failed write left (it stays invisible as ``writing`` if even that fails)."""
+    try:
+        store.delete_run(run_id)
+    except Exception as exc:  # noqa: BLE001 - the write's own error is the one to report
+        warnings.warn(f"could not remove the incomplete run {run_id}: {exc}; `cellvq runs recover` will", stacklevel=2)
 
 
 def to_run_tables(

@@ -17,6 +17,7 @@ __all__ = [
     "NotFoundError",
     "QueryError",
     "ReadOnlyViolation",
+    "RecoveryPendingError",
     "SchemaError",
     "StoreConnectionError",
     "StoreLockedError",
@@ -38,6 +39,10 @@ class StoreLockedError(GraphDBError):
 
 class CorruptStoreError(GraphDBError):
     """The embedded database path holds something that is not a readable LadybugDB database."""
+
+
+class RecoveryPendingError(GraphDBError):
+    """The embedded database needs checkpoint recovery (a writer was killed) and cannot be recovered now."""
 
 
 class NotFoundError(GraphDBError, LookupError):

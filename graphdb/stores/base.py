@@ -430,14 +430,39 @@ class GraphStore(ABC):
                 out[rtype] = int(self._read(stmt, {"runId": run_id})["n"].iloc[0])
         return out
 
-    def delete_run(self, run_id: str) -> None:
-        """Remove a run: its states, properties, relationships and its ``Run`` node.
+    def delete_run(self, run_id: str) -> bool:
+        """Remove exactly one run: its states, properties, relationships and its ``Run`` node.
 
-        Genes and cells stay (other runs share them).
+        Genes, cells and datasets stay (other runs share them); other runs' facts are untouched.
+        Returns ``False`` when the store holds no such run.
         """
         self._require_writable()
+        known = not self._read(q.RUN_STATUS, {"runId": run_id}).empty
         self._delete_run_facts(run_id, self._delete_batch_size())
         self._write(q.RUN_DELETE, {"runId": run_id})
+        self.checkpoint()
+        return known
+
+    def incomplete_runs(self) -> pd.DataFrame:
+        """Runs left ``writing``: a write in progress, or one that was killed (see :meth:`recover`)."""
+        runs = self.runs()
+        return runs[runs["status"] != STATUS_COMPLETE].reset_index(drop=True)
+
+    def recover(self) -> list[str]:
+        """Delete every run left ``writing`` (the remains of killed writes); returns their run ids.
+
+        Only call it when no write is in progress (LadybugDB's file lock ensures that for the
+        embedded store; on Neo4j make sure no ``cellvq run`` is writing into the database).
+        """
+        self._require_writable()
+        removed = [str(r) for r in self.incomplete_runs()["runId"]]
+        for run_id in removed:
+            self.delete_run(run_id)
+        self.checkpoint()
+        return removed
+
+    def checkpoint(self) -> None:
+        """Make committed writes durable in the database files (a no-op where commits already are)."""
 
     def _delete_batch_size(self) -> int:
         """Rows deleted per transaction when a run's old facts are removed."""
