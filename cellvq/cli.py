@@ -65,22 +65,24 @@ def check_db_target(db: str, *, writable: bool = True) -> None:
     elif not writable:
         raise graphdb.NotFoundError(f"--db {db}: no graph store there; write one with `cellvq run FILE --db {db}`")
     else:
-        check_writable_folder(target.parent, "--db")
+        check_writable_folder(target.parent, "--db", db)
 
 
-def check_writable_folder(folder: Path, flag: str) -> None:
-    """`folder` (or its nearest existing ancestor) is a folder this process can create files in."""
+def check_writable_folder(folder: Path, flag: str, given: object = None) -> None:
+    """`folder` (or its nearest existing ancestor) is a folder this process can create files in; errors
+    name `flag` and the value given to it (default `folder`)."""
     import tempfile
 
+    given = folder if given is None else given
     probe = Path(folder).expanduser().absolute()
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():
-        raise NotADirectoryError(f"{flag} {folder}: {probe} is a file, not a folder; pass a folder path to {flag}")
+        raise NotADirectoryError(f"{flag} {given}: {probe} is a file, not a folder; pass a folder path to {flag}")
     try:
         tempfile.TemporaryFile(dir=probe).close()
     except OSError as exc:
-        raise PermissionError(f"{flag} {folder}: cannot write into {probe} ({exc.strerror}); pass a writable "
+        raise PermissionError(f"{flag} {given}: cannot write into {probe} ({exc.strerror}); pass a writable "
                               f"folder to {flag}") from None
 
 
@@ -88,7 +90,7 @@ def check_out_dir(out_dir: Path) -> None:
     """Refuse a bad `--out` (a file, an unwritable place) before any compute."""
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"--out {out_dir} is a file; pass a folder path to --out (the report folder)")
-    check_writable_folder(out_dir if out_dir.exists() else out_dir.parent, "--out")
+    check_writable_folder(out_dir if out_dir.exists() else out_dir.parent, "--out", out_dir)
 
 
 @app.command()
