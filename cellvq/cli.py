@@ -49,6 +49,7 @@ def check_db_target(db: str, *, writable: bool = True) -> None:
     from graphdb.errors import GraphDBError, redact_uri
 
     text = str(db)
+    db = redact_uri(text) if "://" in text else text  # what messages may show
     if text.lower().startswith(_NEO4J_PREFIXES):
         graphdb.open_store(text, read_only=not writable).close()  # unreachable server / wrong credentials
         return
@@ -253,7 +254,7 @@ def _run_job(input: Path, db: str, out_dir: Path | None, model_dir: Path | None,
 
             write_report(res, out_dir)
         _print_markers(res, db, top)
-    out.print(json.dumps({"runId": res.run_id, "db": str(db), **res.summary, "seconds": res.timings}, indent=2))
+    out.print(json.dumps({"runId": res.run_id, "db": res.db, **res.summary, "seconds": res.timings}, indent=2))
     if out_dir is not None:
         out.print(f"report: {out_dir / 'report.md'}")
 

@@ -160,8 +160,10 @@ def run(
         labels = adata.obs[label_key].astype(str)
         summary["code_ari"] = round(float(adjusted_rand_score(labels, adata.obs["cellvq_code"])), 4)
         summary["code_nmi"] = round(float(normalized_mutual_info_score(labels, adata.obs["cellvq_code"])), 4)
+    from graphdb.errors import redact_target
+
     return PipelineResult(adata, gmodel, tables, markers, subtypes, inter, net, prop_imp, run_id,
-                          str(db) if db is not None else None, timings, summary)
+                          redact_target(db) if db is not None else None, timings, summary)
 
 
 def _discard_run(store, run_id: str) -> None:

@@ -15,6 +15,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from graphdb.errors import redact_target
+
 runs_app = typer.Typer(no_args_is_help=True, help="List, delete and recover the runs of a graph store.")
 _out = Console()
 _err = Console(stderr=True)
@@ -42,6 +44,7 @@ def _open(db: str, read_only: bool):
 def list_cmd(db: _DB = "cellvq_db",
              as_json: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False) -> None:
     """Every run in the store, newest first, with its status (`writing` = incomplete, invisible to queries)."""
+    shown = redact_target(db)
     try:
         with _open(db, read_only=True) as store:
             runs = store.runs()
@@ -49,11 +52,11 @@ def list_cmd(db: _DB = "cellvq_db",
         if as_json:
             _out.print_json(runs.to_json(orient="records"))
             return
-        _table(runs.fillna(""), title=f"runs in {db}")
+        _table(runs.fillna(""), title=f"runs in {shown}")
         n_bad = int((runs["status"] != "complete").sum())
         if n_bad:
             _out.print(f"{n_bad} run(s) are incomplete (a write was killed or is in progress); remove them with "
-                       f"`cellvq runs recover --db {db}` or `cellvq runs delete RUN_ID --db {db}`.")
+                       f"`cellvq runs recover --db {shown}` or `cellvq runs delete RUN_ID --db {shown}`.")
     except typer.Exit:
         raise
     except Exception as exc:  # noqa: BLE001 - one clear line per error
@@ -64,6 +67,7 @@ def list_cmd(db: _DB = "cellvq_db",
 def delete_cmd(run_ids: Annotated[list[str], typer.Argument(help="Run id(s) to remove (see `cellvq runs list`).")],
                db: _DB = "cellvq_db") -> None:
     """Remove exactly these runs' facts (states, markers, networks, ...); genes, cells and other runs stay."""
+    shown = redact_target(db)
     try:
         from graphdb import NotFoundError
 
@@ -71,7 +75,7 @@ def delete_cmd(run_ids: Annotated[list[str], typer.Argument(help="Run id(s) to r
             known = set(store.runs()["runId"].astype(str))
             unknown = [r for r in run_ids if r not in known]
             if unknown:
-                raise NotFoundError(f"no run {unknown} in {db}; `cellvq runs list --db {db}` shows its runs: "
+                raise NotFoundError(f"no run {unknown} in {shown}; `cellvq runs list --db {shown}` shows its runs: "
                                     f"{sorted(known)[:10]}")
             for run_id in run_ids:
                 store.delete_run(run_id)
@@ -88,6 +92,7 @@ def recover_cmd(db: _DB = "cellvq_db") -> None:
 
     Run it when no `cellvq run` is writing into the store (LadybugDB's lock refuses it otherwise).
     """
+    shown = redact_target(db)
     try:
         with _open(db, read_only=False) as store:
             removed = store.recover()
@@ -96,7 +101,7 @@ def recover_cmd(db: _DB = "cellvq_db") -> None:
             _out.print(f"removed {len(removed)} incomplete run(s): {', '.join(removed)}")
         else:
             _out.print("no incomplete runs")
-        _out.print(f"{complete} complete run(s) remain in {db}")
+        _out.print(f"{complete} complete run(s) remain in {shown}")
     except typer.Exit:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -140,7 +145,7 @@ def finish_run(db: str, run_id: str, *, replace: bool) -> Iterator[None]:
             _err.print(f"the command failed after writing run {run_id}: the run was removed from the store")
         except Exception as exc:  # noqa: BLE001 - report the original error, say what is left
             _err.print(f"the command failed and run {run_id} could not be removed ({exc}); "
-                       f"remove it with `cellvq runs delete {run_id} --db {db}`")
+                       f"remove it with `cellvq runs delete {run_id} --db {redact_target(db)}`")
         raise
     with graphdb.open_store(db) as store:
         older = same_input_runs(store, run_id)

@@ -126,3 +126,39 @@ def test_failed_report_removes_the_run_and_replace_keeps_old_until_new_is_comple
         assert run_c not in (run_a, run_b)
         assert store.counts(run_c) == counts_a
         assert store.counts() == store_a
+
+
+# ---------------------------------------------------------------------------------------------------------
+# item 10: a password in the --db URI is never printed or written
+
+SECRET_URI = "bolt://alice:s3cret-pw@127.0.0.1:1"  # nothing listens on port 1: the connection is refused
+
+
+@pytest.mark.parametrize("command", [("run", "SMALL"), ("runs", "list"), ("query", "markers", "-p", "state=B"),
+                                     ("cypher", "MATCH (n) RETURN count(n)"), ("export-grn", "g.csv")])
+def test_password_in_db_uri_is_never_printed(small_h5ad, tmp_path, command):
+    args = [small_h5ad if a == "SMALL" else tmp_path / a if a == "g.csv" else a for a in command]
+    res = cli(*args, "--db", SECRET_URI)
+    assert res.exit_code != 0
+    assert "s3cret" not in res.output and "127.0.0.1:1" in " ".join(res.output.split())
+
+
+def test_password_in_db_uri_is_not_written_into_the_report(small_h5ad, tmp_path):
+    import dataclasses
+
+    import anndata as ad
+
+    from cellvq import pipeline
+    from cellvq.report import write_report
+
+    res = pipeline.run(ad.read_h5ad(small_h5ad), graph_epochs=3)
+    res = dataclasses.replace(res, db=SECRET_URI)
+    report = write_report(res, tmp_path / "report")
+    text = report.read_text()
+    assert "bolt://127.0.0.1:1" in text and "cellvq query markers --db bolt://127.0.0.1:1" in text
+    for path in report.parent.iterdir():
+        assert b"s3cret" not in path.read_bytes(), path
+    from graphdb.errors import redact_command
+
+    assert redact_command(["cellvq", "run", "x.h5ad", "--db", SECRET_URI, f"--db={SECRET_URI}"]) == [
+        "cellvq", "run", "x.h5ad", "--db", "bolt://127.0.0.1:1", "--db=bolt://127.0.0.1:1"]
