@@ -103,6 +103,7 @@ MARKERS = (
     _COMPLETE_RUN
     + """
 MATCH (g:Gene)-[m:MARKER_OF {runId: $runId}]->(s:CellState {uid: $stateUid})
+WHERE m.score > $minScore
 RETURN g.symbol AS symbol, g.ensemblId AS ensemblId, m.rank AS rank, m.score AS score,
        m.attention AS attention, m.logFc AS logFc
 ORDER BY rank ASC, score DESC, symbol ASC
@@ -114,6 +115,7 @@ STATES_FOR_GENE = (
     _COMPLETE_RUN
     + """
 MATCH (g:Gene {symbol: $symbol})-[m:MARKER_OF {runId: $runId}]->(s:CellState)
+WHERE m.score > $minScore
 RETURN s.stateId AS stateId, s.name AS name, s.kind AS kind, s.nCells AS nCells,
        m.rank AS rank, m.score AS score, m.attention AS attention, m.logFc AS logFc
 ORDER BY score DESC, rank ASC, stateId ASC
@@ -232,6 +234,7 @@ COMPARE_MARKERS = (
     + """
 UNWIND [$stateUidA, $stateUidB] AS uid
 MATCH (s:CellState {uid: uid})<-[m:MARKER_OF]-(g:Gene)
+WHERE m.score > $minScore
 RETURN g.symbol AS symbol, s.uid AS stateUid, m.rank AS rank, m.score AS score, m.logFc AS logFc
 """
 )
