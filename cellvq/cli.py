@@ -416,8 +416,11 @@ def export_grn(
     db: Annotated[str, typer.Option("--db", help=_DB_HELP)] = "cellvq_db",
     fmt: Annotated[str | None, typer.Option("--format", help="graphml | csv | cytoscape | sif (default: by suffix).")] = None,
     run_id: Annotated[str | None, typer.Option("--run", "--run-id", help=_RUN_HELP)] = None,
+    kind: Annotated[list[str] | None, typer.Option(
+        "--kind", help="regulates | co_expressed (repeatable; default both, each edge with its `kind`).")] = None,
 ) -> None:
-    """Export the gene regulatory network of a run (GraphML, CSV, Cytoscape JSON, SIF)."""
+    """Export the gene network of a run: REGULATES and CO_EXPRESSED edges with a `kind` column (GraphML, CSV,
+    Cytoscape JSON, SIF), the same edges the run summary counts."""
     try:
         import graphdb
 
@@ -425,8 +428,12 @@ def export_grn(
         output.parent.mkdir(parents=True, exist_ok=True)
         with graphdb.open_store(db, read_only=True) as store:
             kw = {"run_id": run_id} if run_id else {}
+            if kind:
+                kw["kinds"] = [k.upper() for k in kind]
             path = store.export_grn(output, format=fmt, **kw)
-        out.print(f"wrote {path or output}")
+            per_kind = store.grn_edges(**kw)["kind"].value_counts()
+        detail = ", ".join(f"{k} {n:,}" for k, n in sorted(per_kind.items()))
+        out.print(f"wrote {path or output}: {int(per_kind.sum()):,} edges ({detail})")
     except typer.Exit:
         raise
     except Exception as exc:  # noqa: BLE001

@@ -142,7 +142,7 @@ def _procedure(toks: list[tuple[str, str]], i: int) -> str | None:
 
 def _refuse(what: str) -> None:
     raise ReadOnlyViolation(
-        f"store.query() / `cellvq cypher` accept read statements only, and {what}. Read with MATCH, OPTIONAL "
+        f"store.query() / `cellvq cypher` are read-only: they accept read statements only, and {what}. Read with MATCH, OPTIONAL "
         "MATCH, WITH, UNWIND, RETURN (and CALL of the schema procedures); write runs with store.write_run(...) "
         "or `cellvq run`, and run maintenance statements with the database's own tools."
     )

@@ -275,7 +275,7 @@ def test_export_grn(run_out, tmp_path, name, fmt):
         g = nx.cytoscape_graph(json.loads(path.read_text()))
         assert g.number_of_edges() == len(want)
     elif path.suffix == ".csv":
-        assert got["weight"].to_numpy() == pytest.approx(want.sort_values(["source", "target"])["weight"].to_numpy())
+        assert got["weight"].to_numpy() == pytest.approx(want.sort_values(["kind", "source", "target"])["weight"].to_numpy())
     else:
         assert len(path.read_text().splitlines()) == len(want)
 

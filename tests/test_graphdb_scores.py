@@ -1,6 +1,7 @@
-"""Marker scores as a biologist reads them (issue 15 item 8), on a real pipeline run over pbmc3k cells
-written to a real LadybugDB: marker lists hold enriched genes (positive scores) unless asked otherwise,
-and compare_states never ranks a gene depleted in B among A's differences.
+"""Named queries and exports as a biologist reads them, on a real pipeline run over pbmc3k cells written to a
+real LadybugDB. Issue 15 item 8: marker lists hold enriched genes (positive scores) unless asked otherwise,
+and compare_states never ranks a gene depleted in B among A's differences. Item 14: export-grn exports
+both edge kinds with a `kind` column, as many edges as the run summary counts.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import graphdb
 
 
 @pytest.fixture(scope="module")
-def written(pbmc3k, tmp_path_factory):
+def run(pbmc3k, tmp_path_factory):
     from cellvq import pipeline
 
     rng = np.random.default_rng(1)
@@ -21,6 +22,12 @@ def written(pbmc3k, tmp_path_factory):
         keep.extend(rng.choice(idx, size=min(len(idx), max(5, len(idx) // 8)), replace=False))
     db = tmp_path_factory.mktemp("scores") / "db"
     res = pipeline.run(pbmc3k[np.sort(keep)].copy(), db=db, graph_epochs=3, dataset_id="pbmc3k_sub")
+    return res, db
+
+
+@pytest.fixture(scope="module")
+def written(run):
+    res, db = run
     store = graphdb.open_store(db, read_only=True)
     yield store, res.tables.markers
     store.close()
@@ -71,3 +78,26 @@ def test_compare_states_puts_a_differences_first(written):
     # B's strongest genes lead when the comparison is turned around
     rev = store.compare_states("cellType:NK", "cellType:B", top=None).markers
     assert {"NKG7", "GNLY", "GZMB", "PRF1", "CST7", "GZMA"} & set(rev.head(10)["symbol"])
+
+
+def test_export_grn_exports_both_kinds_as_counted_by_the_summary(run, tmp_path):
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from cellvq.cli import app
+
+    res, db = run
+    path = tmp_path / "grn.csv"
+    out = CliRunner().invoke(app, ["export-grn", str(path), "--db", str(db)])
+    assert out.exit_code == 0, out.output
+    table = pd.read_csv(path)
+    n_reg, n_co = len(res.tables.regulates), len(res.tables.co_expressed)
+    assert n_reg > 0 and n_co > 0
+    assert len(table) == res.summary["gene_network_edges"] == n_reg + n_co
+    assert table["kind"].value_counts().to_dict() == {"REGULATES": n_reg, "CO_EXPRESSED": n_co}
+    assert f"{n_reg + n_co:,} edges (CO_EXPRESSED {n_co:,}, REGULATES {n_reg:,})" in " ".join(out.stdout.split())
+    only = tmp_path / "reg.graphml"
+    out = CliRunner().invoke(app, ["export-grn", str(only), "--db", str(db), "--kind", "regulates"])
+    assert out.exit_code == 0, out.output
+    back = graphdb.read_grn(only)
+    assert len(back) == n_reg and set(back["kind"]) == {"REGULATES"}

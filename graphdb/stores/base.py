@@ -382,9 +382,11 @@ class GraphStore(ABC):
         return self._read_user(cypher, dict(params or {}))
 
     def grn_edges(
-        self, *, run_id: str | None = None, kinds: Sequence[str] = ("REGULATES",), min_weight: float = float("-inf")
+        self, *, run_id: str | None = None, kinds: Sequence[str] = GRN_TYPES, min_weight: float = float("-inf")
     ) -> pd.DataFrame:
-        """Every network edge of a run: ``source, target, kind, weight, sourceEnsemblId, targetEnsemblId``."""
+        """Every network edge of a run: ``source, target, kind, weight, sourceEnsemblId, targetEnsemblId``.
+
+        Both kinds (``REGULATES``, ``CO_EXPRESSED``) by default, told apart by ``kind``."""
         run = self.resolve_run(run_id)
         frames = []
         for rtype in _kinds_key(kinds):
@@ -399,14 +401,15 @@ class GraphStore(ABC):
         format: str | None = None,  # noqa: A002 - the issue's name
         *,
         run_id: str | None = None,
-        kinds: Sequence[str] = ("REGULATES",),
+        kinds: Sequence[str] = GRN_TYPES,
         min_weight: float = float("-inf"),
     ) -> Path:
         """Write a run's gene regulatory network to ``path``.
 
         ``format``: ``graphml``, ``csv``, ``cytoscape`` (Cytoscape.js JSON) or ``sif``; inferred from
         the suffix (``.graphml``, ``.csv``, ``.cyjs``/``.json``, ``.sif``) when ``None``. ``kinds``
-        picks ``REGULATES`` and/or ``CO_EXPRESSED`` edges. Returns the path written.
+        picks ``REGULATES`` and/or ``CO_EXPRESSED`` edges (default both, each edge with its ``kind``;
+        a gene pair may carry both). Returns the path written.
         """
         edges = self.grn_edges(run_id=run_id, kinds=kinds, min_weight=min_weight)
         if edges.empty:
