@@ -241,7 +241,9 @@ def _run_job(input: Path, db: str, out_dir: Path | None, model_dir: Path | None,
         def on_step(name: str) -> None:
             prog.update(task, description=f"{name} ({steps.index(name) + 1}/{len(steps)})", completed=steps.index(name))
 
-        res = pipeline.run(adata, db=db, model=model, layer=layer,
+        command = _run_command(input, db, out_dir, model_dir, properties, groupby, layer, graph_epochs, dataset_id,
+                               seed)
+        res = pipeline.run(adata, db=db, model=model, layer=layer, command=command,
                            properties=tuple(properties) if properties else pipeline.DEFAULT_PROPERTIES,
                            label_key=groupby, graph_epochs=graph_epochs, dataset_id=dataset_id or input.stem.replace(":", "_"),
                            dataset_name=input.name, seed=seed, on_step=on_step)
@@ -257,6 +259,23 @@ def _run_job(input: Path, db: str, out_dir: Path | None, model_dir: Path | None,
     out.print(json.dumps({"runId": res.run_id, "db": res.db, **res.summary, "seconds": res.timings}, indent=2))
     if out_dir is not None:
         out.print(f"report: {out_dir / 'report.md'}")
+
+
+def _run_command(input, db, out_dir, model_dir, properties, groupby, layer, graph_epochs, dataset_id, seed) -> str:
+    """The `cellvq run` command line that reproduces a run (its Run node's `command`; credentials redacted)."""
+    import shlex
+
+    from graphdb.errors import redact_target
+
+    args = ["cellvq", "run", str(input), "--db", redact_target(db), "--graph-epochs", str(graph_epochs),
+            "--seed", str(seed)]
+    for flag, value in (("--out", out_dir), ("--model", model_dir), ("--groupby", groupby), ("--layer", layer),
+                        ("--dataset-id", dataset_id)):
+        if value is not None:
+            args += [flag, str(value)]
+    for p in properties or []:
+        args += ["--properties", p]
+    return shlex.join(args)
 
 
 def _print_markers(res, db: str, top: int) -> None:

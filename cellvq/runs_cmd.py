@@ -22,7 +22,7 @@ _out = Console()
 _err = Console(stderr=True)
 
 _DB = Annotated[str, typer.Option("--db", help="Graph store: a LadybugDB path or a bolt:// / neo4j:// URI.")]
-_LIST_COLUMNS = ["runId", "status", "datasetId", "createdAt", "completedAt", "model", "checkpointHash"]
+_LIST_COLUMNS = ["runId", "status", "datasetId", "nCells", "createdAt", "completedAt", "packageVersion"]
 
 
 def _fail(exc: BaseException) -> None:
@@ -48,10 +48,10 @@ def list_cmd(db: _DB = "cellvq_db",
     try:
         with _open(db, read_only=True) as store:
             runs = store.runs()
-        runs = runs.reindex(columns=_LIST_COLUMNS)
-        if as_json:
+        if as_json:  # everything, provenance included
             _out.print_json(runs.to_json(orient="records"))
             return
+        runs = runs.reindex(columns=_LIST_COLUMNS)
         _table(runs.fillna(""), title=f"runs in {shown}")
         n_bad = int((runs["status"] != "complete").sum())
         if n_bad:

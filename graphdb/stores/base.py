@@ -450,6 +450,44 @@ class GraphStore(ABC):
         self.checkpoint()
         return known
 
+    def list_runs(self, *, complete_only: bool = False) -> pd.DataFrame:
+        """Every run with its dataset and provenance, newest first: ``runId, status, datasetId,
+        datasetName, nCells, model, checkpointHash, packageVersion, command, parameters, createdAt,
+        completedAt``."""
+        runs = self.runs()
+        return runs[runs["status"] == STATUS_COMPLETE].reset_index(drop=True) if complete_only else runs
+
+    def runs_with_marker(
+        self, symbol: str, *, max_rank: int = 1_000_000, include_negative: bool = False
+    ) -> pd.DataFrame:
+        """Across every complete run: the states whose markers include ``symbol`` (rank <= ``max_rank``).
+
+        Columns: ``runId, datasetId, datasetName, stateId, name, kind, rank, score``.
+        """
+        gene = self.resolve_gene(symbol)
+        params = {"symbol": gene, "minScore": _min_score(include_negative), "maxRank": _positive_int(max_rank, "max_rank")}
+        return self._read(q.RUNS_WITH_MARKER, params)
+
+    def compare_runs(
+        self, state: str, run_a: str, run_b: str, *, top: int | None = None, include_negative: bool = False
+    ) -> pd.DataFrame:
+        """The markers of one state (e.g. a cell type by name) in two runs side by side.
+
+        Same columns and order as :meth:`compare_states` (``A`` = ``run_a``, ``B`` = ``run_b``): genes
+        marking the state in one run only, then shared genes by ``deltaScore``.
+        """
+        frames = []
+        for run in (run_a, run_b):
+            st = self.resolve_state(state, run)
+            params = {"runId": st["runId"], "stateUid": st["uid"], "top": 1 << 40,
+                      "minScore": _min_score(include_negative)}
+            frames.append(self._read(q.MARKERS, params).assign(stateUid=st["runId"]))
+        genes = _side_by_side(pd.concat(frames, ignore_index=True), run_a, run_b)
+        if top is not None:
+            top = _positive_int(top, "top")
+            genes = pd.concat([genes.head(top), genes.tail(top)]).drop_duplicates("symbol").sort_values("order")
+        return genes.drop(columns="order").reset_index(drop=True)
+
     def incomplete_runs(self) -> pd.DataFrame:
         """Runs left ``writing``: a write in progress, or one that was killed (see :meth:`recover`)."""
         runs = self.runs()

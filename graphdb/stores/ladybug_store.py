@@ -119,8 +119,13 @@ class LadybugStore(GraphStore):
             except RuntimeError as exc2:
                 raise _open_error(self.path, exc2) from exc2
         if not read_only:
-            for stmt in q.LADYBUG_DDL.values():
+            for stmt in (*q.LADYBUG_DDL.values(), *q.LADYBUG_RUN_MIGRATIONS):
                 self._conn.execute(stmt)
+        elif _needs_migration(self._conn):  # a store written before the Run provenance columns
+            self._conn.close()
+            self._db.close()
+            _migrate(ladybug, self.path, opts)
+            self._db, self._conn = _connect(ladybug, self.path, read_only, opts)
         self._closed = False
 
     # ---- primitives -----------------------------------------------------------------------------
@@ -354,6 +359,30 @@ def _connect(ladybug: Any, path: Path, read_only: bool, opts: Mapping[str, int])
     conn = ladybug.Connection(db)
     conn.execute("RETURN 1")
     return db, conn
+
+
+def _needs_migration(conn: Any) -> bool:
+    cols = set(conn.execute(q.LADYBUG_RUN_COLUMNS).get_as_df()["name"])
+    return not {"command", "packageVersion"} <= cols
+
+
+def _migrate(ladybug: Any, path: Path, opts: Mapping[str, int]) -> None:
+    """Add the Run provenance columns to a store written by an older graphdb (one read-write open)."""
+    try:
+        db, conn = _connect(ladybug, path, False, opts)
+    except RuntimeError as exc:
+        raise GraphDBError(
+            f"the LadybugDB database {path} was written by an older graphdb and needs its Run table upgraded "
+            f"(a read-write open), which failed: {str(exc).splitlines()[0]}. Open it once with open_store(path) "
+            "when no other process has it open."
+        ) from exc
+    try:
+        for stmt in q.LADYBUG_RUN_MIGRATIONS:
+            conn.execute(stmt)
+        conn.execute("CHECKPOINT")
+    finally:
+        conn.close()
+        db.close()
 
 
 def _recovery_pending(exc: BaseException) -> bool:
