@@ -33,7 +33,6 @@ def _fail(exc: BaseException) -> None:
 
 def _open(db: str, read_only: bool):
     import graphdb
-
     from cellvq.cli import check_db_target
 
     check_db_target(db, writable=not read_only)

@@ -190,7 +190,7 @@ def check_read_only(query: str) -> None:
 def cypher_keywords_positions(toks: list[tuple[str, str]]) -> list[int]:
     """Indexes of the word tokens :func:`cypher_keywords` leaves out (keys, labels, aliases)."""
     out = []
-    for i, (kind, text) in enumerate(toks):
+    for i, (kind, _) in enumerate(toks):
         if kind != "word":
             continue
         prev = toks[i - 1][1] if i > 0 else ""

@@ -506,7 +506,7 @@ class GraphStore(ABC):
         self.checkpoint()
         return removed
 
-    def checkpoint(self) -> None:
+    def checkpoint(self) -> None:  # noqa: B027 - a no-op by default, on purpose
         """Make committed writes durable in the database files (a no-op where commits already are)."""
 
     def _delete_batch_size(self) -> int:
