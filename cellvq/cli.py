@@ -39,6 +39,61 @@ def fail(exc: BaseException, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+_NEO4J_PREFIXES = ("bolt://", "neo4j://", "bolt+s://", "neo4j+s://", "bolt+ssc://", "neo4j+ssc://")
+
+
+def check_db_target(db: str, *, writable: bool = True) -> None:
+    """Refuse a bad `--db` before any compute: a non-Neo4j URI, a file that is not a LadybugDB database,
+    a database locked by another writer, a folder that cannot be written; a Neo4j URI must answer."""
+    import graphdb
+    from graphdb.errors import GraphDBError, redact_uri
+
+    text = str(db)
+    db = redact_uri(text) if "://" in text else text  # what messages may show
+    if text.lower().startswith(_NEO4J_PREFIXES):
+        graphdb.open_store(text, read_only=not writable).close()  # unreachable server / wrong credentials
+        return
+    if "://" in text:
+        raise ValueError(f"--db {redact_uri(text)}: {text.split('://', 1)[0]}:// is not a graph store; pass a "
+                         "folder or file path (embedded LadybugDB) or bolt://host:7687 / neo4j://host:7687 (Neo4j)")
+    path = Path(text).expanduser()
+    target = path / "cellvq_graph.lbug" if path.is_dir() else path
+    if target.exists():
+        try:
+            graphdb.open_store(target, read_only=not writable).close()
+        except GraphDBError as exc:
+            raise type(exc)(f"--db {db}: {exc}") from exc
+    elif not writable:
+        raise graphdb.NotFoundError(f"--db {db}: no graph store there; write one with `cellvq run FILE --db {db}`")
+    else:
+        check_writable_folder(target.parent, "--db", db)
+
+
+def check_writable_folder(folder: Path, flag: str, given: object = None) -> None:
+    """`folder` (or its nearest existing ancestor) is a folder this process can create files in; errors
+    name `flag` and the value given to it (default `folder`)."""
+    import tempfile
+
+    given = folder if given is None else given
+    probe = Path(folder).expanduser().absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise NotADirectoryError(f"{flag} {given}: {probe} is a file, not a folder; pass a folder path to {flag}")
+    try:
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as exc:
+        raise PermissionError(f"{flag} {given}: cannot write into {probe} ({exc.strerror}); pass a writable "
+                              f"folder to {flag}") from None
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse a bad `--out` (a file, an unwritable place) before any compute."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"--out {out_dir} is a file; pass a folder path to --out (the report folder)")
+    check_writable_folder(out_dir if out_dir.exists() else out_dir.parent, "--out", out_dir)
+
+
 @app.command()
 def pretrain(
     data: Annotated[list[Path], typer.Argument(help="h5ad files of raw counts, or folders of them.")],
@@ -171,17 +226,16 @@ def _print_table(df, title: str | None = None, max_rows: int = 40) -> None:
 
 def _run_job(input: Path, db: str, out_dir: Path | None, model_dir: Path | None, properties: list[str] | None,
              groupby: str | None, layer: str | None, graph_epochs: int, dataset_id: str | None, seed: int,
-             top: int) -> None:
+             top: int, replace: bool = False) -> None:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     import foundation
     from cellvq import pipeline
     from cellvq.io import read_h5ad_checked
 
-    if str(db).startswith(("bolt://", "neo4j://", "bolt+s://", "neo4j+s://", "bolt+ssc://", "neo4j+ssc://")):
-        import graphdb
-
-        graphdb.open_store(db).close()  # fail fast on an unreachable server or wrong credentials
+    check_db_target(db)  # fail fast: before reading data or loading the model
+    if out_dir is not None:
+        check_out_dir(out_dir)
     adata = read_h5ad_checked(input)
     model = foundation.CellVQ.load(model_dir) if model_dir else None
     steps = ["embed", "graph", "markers", "subtypes", "gene_network", "tables", "store"]
@@ -191,19 +245,41 @@ def _run_job(input: Path, db: str, out_dir: Path | None, model_dir: Path | None,
         def on_step(name: str) -> None:
             prog.update(task, description=f"{name} ({steps.index(name) + 1}/{len(steps)})", completed=steps.index(name))
 
-        res = pipeline.run(adata, db=db, model=model, layer=layer,
+        command = _run_command(input, db, out_dir, model_dir, properties, groupby, layer, graph_epochs, dataset_id,
+                               seed)
+        res = pipeline.run(adata, db=db, model=model, layer=layer, command=command,
                            properties=tuple(properties) if properties else pipeline.DEFAULT_PROPERTIES,
                            label_key=groupby, graph_epochs=graph_epochs, dataset_id=dataset_id or input.stem.replace(":", "_"),
                            dataset_name=input.name, seed=seed, on_step=on_step)
         prog.update(task, completed=len(steps), description="done")
-    if out_dir is not None:
-        from cellvq.report import write_report
+    from cellvq.runs_cmd import finish_run
 
-        write_report(res, out_dir)
-    _print_markers(res, db, top)
-    out.print(json.dumps({"runId": res.run_id, "db": str(db), **res.summary, "seconds": res.timings}, indent=2))
+    with finish_run(db, res.run_id, replace=replace):
+        if out_dir is not None:
+            from cellvq.report import write_report
+
+            write_report(res, out_dir)
+        _print_markers(res, db, top)
+    out.print(json.dumps({"runId": res.run_id, "db": res.db, **res.summary, "seconds": res.timings}, indent=2))
     if out_dir is not None:
         out.print(f"report: {out_dir / 'report.md'}")
+
+
+def _run_command(input, db, out_dir, model_dir, properties, groupby, layer, graph_epochs, dataset_id, seed) -> str:
+    """The `cellvq run` command line that reproduces a run (its Run node's `command`; credentials redacted)."""
+    import shlex
+
+    from graphdb.errors import redact_target
+
+    args = ["cellvq", "run", str(input), "--db", redact_target(db), "--graph-epochs", str(graph_epochs),
+            "--seed", str(seed)]
+    for flag, value in (("--out", out_dir), ("--model", model_dir), ("--groupby", groupby), ("--layer", layer),
+                        ("--dataset-id", dataset_id)):
+        if value is not None:
+            args += [flag, str(value)]
+    for p in properties or []:
+        args += ["--properties", p]
+    return shlex.join(args)
 
 
 def _print_markers(res, db: str, top: int) -> None:
@@ -228,6 +304,19 @@ def _print_markers(res, db: str, top: int) -> None:
 
 
 _DB_HELP = "Graph store: a folder/file path (embedded LadybugDB) or bolt:// / neo4j:// URI (Neo4j)."
+_RUN_HELP = "Run to read (default: the newest complete run; `cellvq runs list` shows them)."
+
+
+def _fill_run_param(store, statement: str, params: dict, run_id: str | None) -> None:
+    """Give a user statement `$runId` (the newest complete run or `--run`); warn when it reads every run."""
+    if "runId" not in params and (run_id is not None or "$runId" in statement):
+        params["runId"] = store.resolve_run(run_id)
+    elif "$runId" not in statement:
+        n = int((store.runs()["status"] == "complete").sum())
+        if n > 1:
+            console.print(f"note: the store holds {n} complete runs and this statement does not filter on $runId, "
+                          "so its rows may come from several runs; add e.g. {runId: $runId} to a relationship "
+                          "pattern (filled with the newest run, or --run)", highlight=False, soft_wrap=True)
 
 
 @app.command("run")
@@ -243,10 +332,14 @@ def run_cmd(
     dataset_id: Annotated[str | None, typer.Option(help="Dataset id in the store (default: file stem).")] = None,
     seed: int = 0,
     top: int = 10,
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="Once this run is complete, delete the store's older runs of the same dataset and "
+        "model (a re-run). Without it the older runs stay and queries read the newest complete run.")] = False,
 ) -> None:
     """The main job: validate, embed, build + train CellVQ-Graph, read out, write to the store, report."""
     try:
-        _run_job(input, db, out_dir, model_dir, properties, groupby, layer, graph_epochs, dataset_id, seed, top)
+        _run_job(input, db, out_dir, model_dir, properties, groupby, layer, graph_epochs, dataset_id, seed, top,
+                 replace)
     except typer.Exit:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -279,8 +372,11 @@ def query(
     db: Annotated[str, typer.Option("--db", help=_DB_HELP)] = "cellvq_db",
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False,
+    run_id: Annotated[str | None, typer.Option("--run", help=_RUN_HELP)] = None,
 ) -> None:
-    """Run a named Cypher query, e.g. `cellvq query markers -p state=B -p top=10`."""
+    """Run a named Cypher query on one run, e.g. `cellvq query markers -p state=B -p top=10`.
+
+    Reads the newest complete run of the store unless `--run` names one (`cellvq runs list`)."""
     try:
         import graphdb
 
@@ -288,6 +384,9 @@ def query(
         if name not in named:
             raise ValueError(f"unknown query {name!r}; choose one of {sorted(named)}")
         params = _parse_params(param or [])
+        if run_id is not None:
+            params.setdefault("run_id", run_id)
+        check_db_target(db, writable=False)
         with graphdb.open_store(db, read_only=True) as store:
             res = getattr(store, name)(**params)
         frames = {"result": res} if hasattr(res, "columns") else {k: v for k, v in vars(res).items() if hasattr(v, "columns")}
@@ -310,13 +409,20 @@ def cypher(
     db: Annotated[str, typer.Option("--db", help=_DB_HELP)] = "cellvq_db",
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    run_id: Annotated[str | None, typer.Option("--run", help=_RUN_HELP + " Passed to the statement as $runId.")] = None,
 ) -> None:
-    """Run read-only Cypher against the store (write clauses are refused)."""
+    """Run one read-only Cypher statement against the store (only read clauses are accepted).
+
+    `$runId` is filled with the newest complete run (or `--run`) unless `-p runId=...` is given: filter on it
+    (`MATCH ()-[m:MARKER_OF {runId: $runId}]->()`) to read one run of a store that holds several."""
     try:
         import graphdb
 
+        check_db_target(db, writable=False)
         with graphdb.open_store(db, read_only=True) as store:
-            df = store.query(statement, _parse_params(param or []))
+            params = _parse_params(param or [])
+            _fill_run_param(store, statement, params, run_id)
+            df = store.query(statement, params)
         if as_json:
             out.print_json(df.to_json(orient="records"))
         else:
@@ -332,22 +438,34 @@ def export_grn(
     output: Annotated[Path, typer.Argument(help="File to write.")],
     db: Annotated[str, typer.Option("--db", help=_DB_HELP)] = "cellvq_db",
     fmt: Annotated[str | None, typer.Option("--format", help="graphml | csv | cytoscape | sif (default: by suffix).")] = None,
-    run_id: Annotated[str | None, typer.Option(help="Run (default: latest complete).")] = None,
+    run_id: Annotated[str | None, typer.Option("--run", "--run-id", help=_RUN_HELP)] = None,
+    kind: Annotated[list[str] | None, typer.Option(
+        "--kind", help="regulates | co_expressed (repeatable; default both, each edge with its `kind`).")] = None,
 ) -> None:
-    """Export the gene regulatory network of a run (GraphML, CSV, Cytoscape JSON, SIF)."""
+    """Export the gene network of a run: REGULATES and CO_EXPRESSED edges with a `kind` column (GraphML, CSV,
+    Cytoscape JSON, SIF), the same edges the run summary counts."""
     try:
         import graphdb
 
+        check_db_target(db, writable=False)
         output.parent.mkdir(parents=True, exist_ok=True)
         with graphdb.open_store(db, read_only=True) as store:
             kw = {"run_id": run_id} if run_id else {}
+            if kind:
+                kw["kinds"] = [k.upper() for k in kind]
             path = store.export_grn(output, format=fmt, **kw)
-        out.print(f"wrote {path or output}")
+            per_kind = store.grn_edges(**kw)["kind"].value_counts()
+        detail = ", ".join(f"{k} {n:,}" for k, n in sorted(per_kind.items()))
+        out.print(f"wrote {path or output}: {int(per_kind.sum()):,} edges ({detail})")
     except typer.Exit:
         raise
     except Exception as exc:  # noqa: BLE001
         fail(exc)
 
+
+from cellvq.runs_cmd import runs_app  # noqa: E402 - the `runs` sub-commands
+
+app.add_typer(runs_app, name="runs")
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

@@ -74,6 +74,7 @@ def run(
     expresses_top_k: int = 5,
     on_step: Callable[[str], None] | None = None,
     progress: bool = False,
+    command: str | None = None,
 ) -> PipelineResult:
     """Run the whole chain on ``adata`` (raw counts) and, when ``db`` is given, write the run to it.
 
@@ -128,13 +129,17 @@ def run(
         tables = to_run_tables(
             adata, model, markers, subtypes, inter, net, prop_imp, run_id=run_id, dataset_id=dataset_id,
             dataset_name=dataset_name or dataset_id, label_key=label_key, properties=props,
-            expresses_top_k=expresses_top_k, graph_epochs=graph_epochs, seed=seed,
+            expresses_top_k=expresses_top_k, graph_epochs=graph_epochs, seed=seed, command=command,
         )
     if db is not None:
         import graphdb
 
         with _step("store", timings, on_step), graphdb.open_store(str(db)) as store:
-            store.write_run(tables)
+            try:
+                store.write_run(tables)
+            except Exception:
+                _discard_run(store, run_id)
+                raise
 
     u = adata.uns["cellvq"]
     summary = {
@@ -156,13 +161,45 @@ def run(
         labels = adata.obs[label_key].astype(str)
         summary["code_ari"] = round(float(adjusted_rand_score(labels, adata.obs["cellvq_code"])), 4)
         summary["code_nmi"] = round(float(normalized_mutual_info_score(labels, adata.obs["cellvq_code"])), 4)
+    from graphdb.errors import redact_target
+
     return PipelineResult(adata, gmodel, tables, markers, subtypes, inter, net, prop_imp, run_id,
-                          str(db) if db is not None else None, timings, summary)
+                          redact_target(db) if db is not None else None, timings, summary)
+
+
+def package_version() -> str:
+    """The installed cellvq version (recorded on every Run node)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cellvq")
+    except PackageNotFoundError:  # pragma: no cover - a source checkout that was never installed
+        return "unknown"
+
+
+def _provenance_command(command: str | None) -> str:
+    """The command that made the run (default: this process's arguments), without any credentials."""
+    import shlex
+    import sys
+
+    from graphdb.errors import redact_command
+
+    if command is None:
+        return shlex.join(redact_command([Path(sys.argv[0]).name, *sys.argv[1:]])) if sys.argv else ""
+    return shlex.join(redact_command(shlex.split(command)))
+
+
+def _discard_run(store, run_id: str) -> None:
+    """Remove what a failed write left (it stays invisible as ``writing`` if even that fails)."""
+    try:
+        store.delete_run(run_id)
+    except Exception as exc:  # noqa: BLE001 - the write's own error is the one to report
+        warnings.warn(f"could not remove the incomplete run {run_id}: {exc}; `cellvq runs recover` will", stacklevel=2)
 
 
 def to_run_tables(
     adata, model, markers, subtypes, inter, net, prop_imp, *, run_id, dataset_id, dataset_name, label_key,
-    properties, expresses_top_k=5, graph_epochs=100, seed=0,
+    properties, expresses_top_k=5, graph_epochs=100, seed=0, command=None,
 ):
     """Map the read-outs onto ``graphdb.RunTables`` (camelCase tables of plain values)."""
     import graphdb
@@ -259,7 +296,8 @@ def to_run_tables(
     return graphdb.RunTables(
         run={"runId": run_id, "model": str(u.get("model", "cellvq")), "checkpointHash": str(u.get("checkpoint_sha256", "")),
              "parameters": json.dumps({"graphEpochs": graph_epochs, "seed": seed, "labelKey": label_key,
-                                       "properties": list(properties), "quantizer": u.get("quantizer")})},
+                                       "properties": list(properties), "quantizer": u.get("quantizer")}),
+             "command": _provenance_command(command), "packageVersion": package_version()},
         dataset={"datasetId": dataset_id, "name": dataset_name, "nCells": int(adata.n_obs)},
         cells=cells, genes=genes, states=pd.DataFrame(states),
         properties=pd.DataFrame(prop_rows, columns=["propertyId", "kind", "value"]),

@@ -43,6 +43,8 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
+from graphdb.errors import redact_target
+
 __all__ = ["write_report", "REPORT_FILES", "MARKERS_CYPHER", "ALL_MARKERS_CYPHER"]
 
 #: Every file a report may hold (``umap_cell_type.png`` only when the run had labels).
@@ -731,7 +733,7 @@ def _markdown(res, label_key: str | None, figures: list[str], top_codes: int) ->
     lines = [f"# CellVQ report: {dataset or 'dataset'}", ""]
     lines.append(
         f"Run `{res.run_id}`, written {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}"
-        + (f" to the store `{res.db}`." if res.db else " (not written to a store).")
+        + (f" to the store `{redact_target(res.db)}`." if res.db else " (not written to a store).")
     )
     lines += ["", "## Summary", ""]
     rows = [
@@ -850,7 +852,7 @@ def _markdown(res, label_key: str | None, figures: list[str], top_codes: int) ->
     lines += ["", "## Reproduce the marker tables from the store", ""]
     if res.db:
         kind = "cellType" if groupby != "cellvq_code" else "code"
-        db = shlex.quote(str(res.db))
+        db = shlex.quote(redact_target(res.db))
         run = shlex.quote(res.run_id)
         pick = "B" if "B" in states else (states[0] if states else "<name>")
         example = f"{kind}:{pick}"
@@ -869,7 +871,7 @@ def _markdown(res, label_key: str | None, figures: list[str], top_codes: int) ->
                   f"cellvq cypher {shlex.quote(ALL_MARKERS_CYPHER)} --db {db} -p runId={run} -p kind={kind} "
                   "-p top=10",
                   "```", "", "From Python:", "", "```python", "import graphdb", "",
-                  f"with graphdb.open_store({str(res.db)!r}, read_only=True) as store:",
+                  f"with graphdb.open_store({redact_target(res.db)!r}, read_only=True) as store:",
                   f"    print(store.markers({example!r}, top=10, run_id={res.run_id!r}))",
                   f"    print(store.query({MARKERS_CYPHER!r},",
                   f"                      {{'runId': {res.run_id!r}, 'state': {example!r}, 'top': 10}}))",

@@ -57,11 +57,12 @@ Relationships (all carry ``runId``, the run that produced the fact):
 Runs and visibility
 -------------------
 A write first sets the ``Run`` node's ``status`` to ``writing`` and deletes the run's previous
-facts, writes everything, and sets ``status`` to ``complete`` last. Every named query matches
-``(:Run {runId: $runId, status: 'complete'})`` first, so a run is visible only once complete; a
-write that was killed leaves an invisible ``writing`` run, and writing the run again completes it.
-Writing the same run twice leaves the same counts. Named queries default to the latest complete
-run (by ``createdAt``); pass ``run_id=`` to choose.
+facts, writes everything, makes it durable (LadybugDB: ``CHECKPOINT`` and a count check) and sets
+``status`` to ``complete`` last. Every named query matches ``(:Run {runId: $runId, status:
+'complete'})`` first, so a run is visible only once complete; a write that was killed leaves an
+invisible ``writing`` run (``incomplete_runs()``; ``recover()`` or ``delete_run()`` remove it; writing
+the run again completes it). Writing the same run twice leaves the same counts. Named queries default
+to the latest complete run (by ``createdAt``); pass ``run_id=`` to choose. See docs/CONTRACTS.md 5.
 
 Addressing states
 -----------------
@@ -108,6 +109,7 @@ from .errors import (
     NotFoundError,
     QueryError,
     ReadOnlyViolation,
+    RecoveryPendingError,
     SchemaError,
     StoreConnectionError,
     StoreLockedError,
@@ -129,6 +131,7 @@ __all__ = [
     "NotFoundError",
     "QueryError",
     "ReadOnlyViolation",
+    "RecoveryPendingError",
     "RunTables",
     "SchemaError",
     "StateComparison",

@@ -17,9 +17,12 @@ __all__ = [
     "NotFoundError",
     "QueryError",
     "ReadOnlyViolation",
+    "RecoveryPendingError",
     "SchemaError",
     "StoreConnectionError",
     "StoreLockedError",
+    "redact_command",
+    "redact_target",
     "redact_uri",
 ]
 
@@ -38,6 +41,10 @@ class StoreLockedError(GraphDBError):
 
 class CorruptStoreError(GraphDBError):
     """The embedded database path holds something that is not a readable LadybugDB database."""
+
+
+class RecoveryPendingError(GraphDBError):
+    """The embedded database needs checkpoint recovery (a writer was killed) and cannot be recovered now."""
 
 
 class NotFoundError(GraphDBError, LookupError):
@@ -78,3 +85,26 @@ def redact_uri(uri: str) -> str:
     except ValueError:
         return "<unparseable URI>"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def redact_target(target: object) -> str:
+    """A store target safe to print or write (reports, logs, provenance): URIs lose their credentials,
+    paths are returned unchanged.
+
+    >>> redact_target("bolt://neo4j:pw@localhost:7687"), redact_target("runs/db")
+    ('bolt://localhost:7687', 'runs/db')
+    """
+    text = str(target)
+    return redact_uri(text) if "://" in text else text
+
+
+def redact_command(args: list[str]) -> list[str]:
+    """Command-line arguments with the credentials of every URI (``--db bolt://u:p@h``, ``--db=...``) removed."""
+    out = []
+    for arg in args:
+        if "://" in arg and "@" in arg:
+            key, sep, value = arg.partition("=") if arg.startswith("--") and "=" in arg else ("", "", arg)
+            out.append(key + sep + redact_target(value))
+        else:
+            out.append(arg)
+    return out

@@ -54,7 +54,8 @@ MATCH (r:Run)
 OPTIONAL MATCH (r)-[:ON_DATASET]->(d:Dataset)
 RETURN r.runId AS runId, r.status AS status, r.model AS model, r.checkpointHash AS checkpointHash,
        r.parameters AS parameters, r.createdAt AS createdAt, r.completedAt AS completedAt,
-       d.datasetId AS datasetId, d.name AS datasetName
+       d.datasetId AS datasetId, d.name AS datasetName, d.nCells AS nCells, r.command AS command,
+       r.packageVersion AS packageVersion
 ORDER BY createdAt DESC, runId DESC
 """
 
@@ -103,6 +104,7 @@ MARKERS = (
     _COMPLETE_RUN
     + """
 MATCH (g:Gene)-[m:MARKER_OF {runId: $runId}]->(s:CellState {uid: $stateUid})
+WHERE m.score > $minScore
 RETURN g.symbol AS symbol, g.ensemblId AS ensemblId, m.rank AS rank, m.score AS score,
        m.attention AS attention, m.logFc AS logFc
 ORDER BY rank ASC, score DESC, symbol ASC
@@ -114,6 +116,7 @@ STATES_FOR_GENE = (
     _COMPLETE_RUN
     + """
 MATCH (g:Gene {symbol: $symbol})-[m:MARKER_OF {runId: $runId}]->(s:CellState)
+WHERE m.score > $minScore
 RETURN s.stateId AS stateId, s.name AS name, s.kind AS kind, s.nCells AS nCells,
        m.rank AS rank, m.score AS score, m.attention AS attention, m.logFc AS logFc
 ORDER BY score DESC, rank ASC, stateId ASC
@@ -232,6 +235,7 @@ COMPARE_MARKERS = (
     + """
 UNWIND [$stateUidA, $stateUidB] AS uid
 MATCH (s:CellState {uid: uid})<-[m:MARKER_OF]-(g:Gene)
+WHERE m.score > $minScore
 RETURN g.symbol AS symbol, s.uid AS stateUid, m.rank AS rank, m.score AS score, m.logFc AS logFc
 """
 )
@@ -252,6 +256,17 @@ MATCH (a:CellState {uid: $stateUidA})-[e:BRIDGES]-(b:CellState {uid: $stateUidB}
 RETURN e.score AS score, e.nCells AS nCells
 """
 )
+
+#: Complete runs with a state whose markers include a gene (``$symbol``, ``$minScore``, ``$maxRank``).
+RUNS_WITH_MARKER = """
+MATCH (g:Gene {symbol: $symbol})-[m:MARKER_OF]->(s:CellState)
+WHERE m.score > $minScore AND m.rank <= $maxRank
+MATCH (r:Run {status: 'complete'})-[:ON_DATASET]->(d:Dataset)
+WHERE r.runId = m.runId
+RETURN r.runId AS runId, d.datasetId AS datasetId, d.name AS datasetName, s.stateId AS stateId,
+       s.name AS name, s.kind AS kind, m.rank AS rank, m.score AS score
+ORDER BY runId ASC, score DESC, stateId ASC
+"""
 
 #: ``count`` of every node label / relationship type in the whole store.
 COUNT_NODES: dict[str, str] = {label: _fill("MATCH (n:<LABEL>) RETURN count(n) AS n", LABEL=label) for label in NODES}
@@ -274,7 +289,8 @@ COUNT_RUN_RELS: dict[str, str] = {
 RUN_BEGIN = """
 MERGE (r:Run {runId: $runId})
 SET r.model = $model, r.checkpointHash = $checkpointHash, r.parameters = $parameters,
-    r.createdAt = $createdAt, r.status = 'writing', r.completedAt = null
+    r.createdAt = $createdAt, r.status = 'writing', r.completedAt = null, r.command = $command,
+    r.packageVersion = $packageVersion
 """
 
 RUN_DATASET = """
@@ -478,6 +494,13 @@ LADYBUG_DDL: dict[str, str] = {
 COPY: dict[str, str] = {name: _fill("COPY <TABLE> FROM $frame", TABLE=name) for name in (*NODES, *RELATIONSHIPS)}
 
 LADYBUG_CELL_COLUMNS = "CALL table_info('Cell') RETURN name, type"
+LADYBUG_RUN_COLUMNS = "CALL table_info('Run') RETURN name, type"
+
+#: Run provenance columns added after the first release: stores written before get them on open.
+LADYBUG_RUN_MIGRATIONS: tuple[str, ...] = (
+    "ALTER TABLE Run ADD IF NOT EXISTS command STRING",
+    "ALTER TABLE Run ADD IF NOT EXISTS packageVersion STRING",
+)
 
 #: Adds a ``Cell`` property column (``<NAME>``, ``<TYPE>``): see :func:`cell_column_statement`.
 LADYBUG_ADD_CELL_COLUMN = "ALTER TABLE Cell ADD IF NOT EXISTS `<NAME>` <TYPE>"
@@ -533,6 +556,7 @@ SHARED_STATEMENTS: dict[str, str] = {
     "COMPARE_MARKERS": COMPARE_MARKERS,
     "COMPARE_PROPERTIES": COMPARE_PROPERTIES,
     "BRIDGE_BETWEEN": BRIDGE_BETWEEN,
+    "RUNS_WITH_MARKER": RUNS_WITH_MARKER,
     **_named("COUNT_NODES", COUNT_NODES),
     **_named("COUNT_RELS", COUNT_RELS),
     **_named("COUNT_RUN_NODES", COUNT_RUN_NODES),

@@ -103,6 +103,8 @@ NODES: dict[str, NodeSpec] = {
                 ("createdAt", STRING),
                 ("completedAt", STRING),
                 ("status", STRING),
+                ("command", STRING),
+                ("packageVersion", STRING),
             ),
         ),
         NodeSpec("Cell", "uid", (("uid", STRING), ("cellId", STRING), ("datasetId", STRING))),
@@ -212,7 +214,7 @@ _TABLES: dict[str, _TableSpec] = {
     ),
 }
 
-_RUN_FIELDS = ("runId", "model", "checkpointHash", "parameters", "createdAt")
+_RUN_FIELDS = ("runId", "model", "checkpointHash", "parameters", "createdAt", "command", "packageVersion")
 
 # (table, column) -> (referenced table, referenced column)
 _REFERENCES: tuple[tuple[str, str, str, str], ...] = (
@@ -431,6 +433,8 @@ class RunTables:
             "checkpointHash": "" if _is_missing(run.get("checkpointHash")) else str(run["checkpointHash"]),
             "parameters": params,
             "createdAt": str(created),
+            "command": "" if _is_missing(run.get("command")) else str(run["command"]),
+            "packageVersion": "" if _is_missing(run.get("packageVersion")) else str(run["packageVersion"]),
         }
 
     def _check_table(self, name: str, spec: _TableSpec) -> None:

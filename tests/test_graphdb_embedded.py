@@ -283,7 +283,7 @@ def test_export_grn_round_trip(tmp_path, written, tables):
         ("cytoscape", "grn.cyjs"),
         ("sif", "grn.sif"),
     ):
-        path = written.export_grn(tmp_path / name)
+        path = written.export_grn(tmp_path / name, kinds=("REGULATES",))
         back = read_grn(path)
         want = tables.regulates.assign(kind="REGULATES").sort_values(
             ["kind", "source", "target"], ignore_index=True
@@ -292,6 +292,10 @@ def test_export_grn_round_trip(tmp_path, written, tables):
         assert set(back["kind"]) == {"REGULATES"}
         if fmt != "sif":
             np.testing.assert_allclose(back["weight"], want["weight"], rtol=1e-12)
+    # by default both kinds, each edge with its kind
+    both = read_grn(written.export_grn(tmp_path / "both.csv"))
+    assert both["kind"].value_counts().to_dict() == {"REGULATES": len(tables.regulates),
+                                                    "CO_EXPRESSED": len(tables.co_expressed)}
     # independent readers: networkx and pandas
     g = nx.read_graphml(tmp_path / "grn.graphml")
     assert g.number_of_edges() == len(tables.regulates)

@@ -137,7 +137,7 @@ def test_04_exports(executed):
     import graphdb
 
     with graphdb.open_store(run_dir / "db", read_only=True) as store:
-        n_reg = len(store.grn_edges())
+        n_reg = len(store.grn_edges(kinds=("REGULATES",)))
     assert nx.read_graphml(grn / "store_grn.graphml").number_of_edges() == n_reg
 
 

@@ -79,9 +79,11 @@ class Subgraph:
 class StateComparison:
     """Two states side by side (:meth:`GraphStore.compare_states`).
 
-    ``markers``: one row per gene that marks either state -- ``rankA``, ``scoreA``, ``logFcA``,
-    ``rankB``, ``scoreB``, ``logFcB``, ``deltaScore`` (A - B, missing counted as 0) and ``group``
-    (``"A only"``, ``"B only"``, ``"shared"``), sorted by ``deltaScore``.
+    ``markers``: one row per gene that marks either state (positive score) -- ``rankA``, ``scoreA``,
+    ``logFcA``, ``rankB``, ``scoreB``, ``logFcB``, ``deltaScore`` (A - B for genes in both lists; a
+    gene missing from a list has no score there, so NaN otherwise) and ``group`` (``"A only"``,
+    ``"shared"``, ``"B only"``), A's differences first: A only by scoreA, shared by deltaScore, B only
+    last (B's strongest at the bottom).
     ``properties``: ``kind``, ``value``, ``attentionA``, ``attentionB``, ``deltaAttention``.
     ``bridge``: the ``BRIDGES`` edge between them (``score``, ``nCells``) or ``None``.
     """
@@ -240,24 +242,31 @@ class GraphStore(ABC):
 
     # ---- named queries --------------------------------------------------------------------------
 
-    def markers(self, state: str, top: int = 20, *, run_id: str | None = None) -> pd.DataFrame:
+    def markers(
+        self, state: str, top: int = 20, *, run_id: str | None = None, include_negative: bool = False
+    ) -> pd.DataFrame:
         """The ``top`` marker genes of a state, best first.
 
-        Columns: ``symbol, ensemblId, rank, score, attention, logFc``.
+        Columns: ``symbol, ensemblId, rank, score, attention, logFc``. Only genes with a positive
+        score (enriched in the state) unless ``include_negative=True`` (depleted genes too).
         """
         st = self.resolve_state(state, run_id)
         top = _positive_int(top, "top")
-        return self._read(q.MARKERS, {"runId": st["runId"], "stateUid": st["uid"], "top": top})
+        params = {"runId": st["runId"], "stateUid": st["uid"], "top": top, "minScore": _min_score(include_negative)}
+        return self._read(q.MARKERS, params)
 
-    def states_for_gene(self, symbol: str, *, run_id: str | None = None) -> pd.DataFrame:
-        """The states a gene marks, highest score first.
+    def states_for_gene(
+        self, symbol: str, *, run_id: str | None = None, include_negative: bool = False
+    ) -> pd.DataFrame:
+        """The states a gene marks (positive score), highest score first.
 
         Columns: ``stateId, name, kind, nCells, rank, score, attention, logFc``. Empty when the gene
         is known but marks no state of the run; :class:`NotFoundError` when the gene is unknown.
+        ``include_negative=True`` adds the states where the gene is depleted (negative score).
         """
         run = self.resolve_run(run_id)
         gene = self.resolve_gene(symbol)
-        return self._read(q.STATES_FOR_GENE, {"runId": run, "symbol": gene})
+        return self._read(q.STATES_FOR_GENE, {"runId": run, "symbol": gene, "minScore": _min_score(include_negative)})
 
     def subtype_graph(self, cell_type: str, *, run_id: str | None = None) -> Subgraph:
         """A cell type, its subtypes (``SUBTYPE_OF``, any depth) and the ``BRIDGES`` among them.
@@ -332,28 +341,23 @@ class GraphStore(ABC):
         return out
 
     def compare_states(
-        self, a: str, b: str, *, run_id: str | None = None, top: int | None = 50
+        self, a: str, b: str, *, run_id: str | None = None, top: int | None = 50, include_negative: bool = False
     ) -> StateComparison:
-        """Markers and properties of two states of one run side by side (see :class:`StateComparison`)."""
+        """Markers and properties of two states of one run side by side (see :class:`StateComparison`).
+
+        Markers are the genes with a positive score in A or B (``include_negative=True``: any score).
+        """
         sa = self.resolve_state(a, run_id)
         sb = self.resolve_state(b, sa["runId"])
         run = sa["runId"]
         params = {"runId": run, "stateUidA": sa["uid"], "stateUidB": sb["uid"]}
-        m = self._read(q.COMPARE_MARKERS, params)
-        cols = ["rank", "score", "logFc"]
-        side_a = m[m["stateUid"] == sa["uid"]].set_index("symbol")[cols].add_suffix("A")
-        side_b = m[m["stateUid"] == sb["uid"]].set_index("symbol")[cols].add_suffix("B")
-        genes = side_a.join(side_b, how="outer")
-        genes["group"] = "shared"
-        genes.loc[genes["scoreB"].isna(), "group"] = "A only"
-        genes.loc[genes["scoreA"].isna(), "group"] = "B only"
-        genes["deltaScore"] = genes["scoreA"].fillna(0.0) - genes["scoreB"].fillna(0.0)
-        genes = genes.reset_index().sort_values(["deltaScore", "symbol"], ascending=[False, True])
+        m = self._read(q.COMPARE_MARKERS, {**params, "minScore": _min_score(include_negative)})
+        genes = _side_by_side(m, sa["uid"], sb["uid"])
         if top is not None:
             top = _positive_int(top, "top")
             keep = pd.concat([genes.head(top), genes.tail(top)]).drop_duplicates("symbol")
-            genes = keep.sort_values(["deltaScore", "symbol"], ascending=[False, True])
-        genes = genes.reset_index(drop=True)
+            genes = keep.sort_values("order", kind="stable")
+        genes = genes.drop(columns="order").reset_index(drop=True)
         p = self._read(q.COMPARE_PROPERTIES, params)
         pa = p[p["stateUid"] == sa["uid"]].set_index(["kind", "value"])["attention"].rename("attentionA")
         pb = p[p["stateUid"] == sb["uid"]].set_index(["kind", "value"])["attention"].rename("attentionB")
@@ -378,9 +382,11 @@ class GraphStore(ABC):
         return self._read_user(cypher, dict(params or {}))
 
     def grn_edges(
-        self, *, run_id: str | None = None, kinds: Sequence[str] = ("REGULATES",), min_weight: float = float("-inf")
+        self, *, run_id: str | None = None, kinds: Sequence[str] = GRN_TYPES, min_weight: float = float("-inf")
     ) -> pd.DataFrame:
-        """Every network edge of a run: ``source, target, kind, weight, sourceEnsemblId, targetEnsemblId``."""
+        """Every network edge of a run: ``source, target, kind, weight, sourceEnsemblId, targetEnsemblId``.
+
+        Both kinds (``REGULATES``, ``CO_EXPRESSED``) by default, told apart by ``kind``."""
         run = self.resolve_run(run_id)
         frames = []
         for rtype in _kinds_key(kinds):
@@ -395,14 +401,15 @@ class GraphStore(ABC):
         format: str | None = None,  # noqa: A002 - the issue's name
         *,
         run_id: str | None = None,
-        kinds: Sequence[str] = ("REGULATES",),
+        kinds: Sequence[str] = GRN_TYPES,
         min_weight: float = float("-inf"),
     ) -> Path:
         """Write a run's gene regulatory network to ``path``.
 
         ``format``: ``graphml``, ``csv``, ``cytoscape`` (Cytoscape.js JSON) or ``sif``; inferred from
         the suffix (``.graphml``, ``.csv``, ``.cyjs``/``.json``, ``.sif``) when ``None``. ``kinds``
-        picks ``REGULATES`` and/or ``CO_EXPRESSED`` edges. Returns the path written.
+        picks ``REGULATES`` and/or ``CO_EXPRESSED`` edges (default both, each edge with its ``kind``;
+        a gene pair may carry both). Returns the path written.
         """
         edges = self.grn_edges(run_id=run_id, kinds=kinds, min_weight=min_weight)
         if edges.empty:
@@ -430,14 +437,77 @@ class GraphStore(ABC):
                 out[rtype] = int(self._read(stmt, {"runId": run_id})["n"].iloc[0])
         return out
 
-    def delete_run(self, run_id: str) -> None:
-        """Remove a run: its states, properties, relationships and its ``Run`` node.
+    def delete_run(self, run_id: str) -> bool:
+        """Remove exactly one run: its states, properties, relationships and its ``Run`` node.
 
-        Genes and cells stay (other runs share them).
+        Genes, cells and datasets stay (other runs share them); other runs' facts are untouched.
+        Returns ``False`` when the store holds no such run.
         """
         self._require_writable()
+        known = not self._read(q.RUN_STATUS, {"runId": run_id}).empty
         self._delete_run_facts(run_id, self._delete_batch_size())
         self._write(q.RUN_DELETE, {"runId": run_id})
+        self.checkpoint()
+        return known
+
+    def list_runs(self, *, complete_only: bool = False) -> pd.DataFrame:
+        """Every run with its dataset and provenance, newest first: ``runId, status, datasetId,
+        datasetName, nCells, model, checkpointHash, packageVersion, command, parameters, createdAt,
+        completedAt``."""
+        runs = self.runs()
+        return runs[runs["status"] == STATUS_COMPLETE].reset_index(drop=True) if complete_only else runs
+
+    def runs_with_marker(
+        self, symbol: str, *, max_rank: int = 1_000_000, include_negative: bool = False
+    ) -> pd.DataFrame:
+        """Across every complete run: the states whose markers include ``symbol`` (rank <= ``max_rank``).
+
+        Columns: ``runId, datasetId, datasetName, stateId, name, kind, rank, score``.
+        """
+        gene = self.resolve_gene(symbol)
+        params = {"symbol": gene, "minScore": _min_score(include_negative), "maxRank": _positive_int(max_rank, "max_rank")}
+        return self._read(q.RUNS_WITH_MARKER, params)
+
+    def compare_runs(
+        self, state: str, run_a: str, run_b: str, *, top: int | None = None, include_negative: bool = False
+    ) -> pd.DataFrame:
+        """The markers of one state (e.g. a cell type by name) in two runs side by side.
+
+        Same columns and order as :meth:`compare_states` (``A`` = ``run_a``, ``B`` = ``run_b``): genes
+        marking the state in one run only, then shared genes by ``deltaScore``.
+        """
+        frames = []
+        for run in (run_a, run_b):
+            st = self.resolve_state(state, run)
+            params = {"runId": st["runId"], "stateUid": st["uid"], "top": 1 << 40,
+                      "minScore": _min_score(include_negative)}
+            frames.append(self._read(q.MARKERS, params).assign(stateUid=st["runId"]))
+        genes = _side_by_side(pd.concat(frames, ignore_index=True), run_a, run_b)
+        if top is not None:
+            top = _positive_int(top, "top")
+            genes = pd.concat([genes.head(top), genes.tail(top)]).drop_duplicates("symbol").sort_values("order")
+        return genes.drop(columns="order").reset_index(drop=True)
+
+    def incomplete_runs(self) -> pd.DataFrame:
+        """Runs left ``writing``: a write in progress, or one that was killed (see :meth:`recover`)."""
+        runs = self.runs()
+        return runs[runs["status"] != STATUS_COMPLETE].reset_index(drop=True)
+
+    def recover(self) -> list[str]:
+        """Delete every run left ``writing`` (the remains of killed writes); returns their run ids.
+
+        Only call it when no write is in progress (LadybugDB's file lock ensures that for the
+        embedded store; on Neo4j make sure no ``cellvq run`` is writing into the database).
+        """
+        self._require_writable()
+        removed = [str(r) for r in self.incomplete_runs()["runId"]]
+        for run_id in removed:
+            self.delete_run(run_id)
+        self.checkpoint()
+        return removed
+
+    def checkpoint(self) -> None:  # noqa: B027 - a no-op by default, on purpose
+        """Make committed writes durable in the database files (a no-op where commits already are)."""
 
     def _delete_batch_size(self) -> int:
         """Rows deleted per transaction when a run's old facts are removed."""
@@ -490,6 +560,36 @@ class GraphStore(ABC):
     @staticmethod
     def _now() -> str:
         return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _min_score(include_negative: bool) -> float:
+    """``MARKER_OF.score`` must exceed this: 0 (enriched genes only), or -inf with ``include_negative``."""
+    return float("-inf") if include_negative else 0.0
+
+
+_GROUP_ORDER = {"A only": 0, "shared": 1, "B only": 2}
+
+
+def _side_by_side(m: pd.DataFrame, uid_a: str, uid_b: str) -> pd.DataFrame:
+    """Markers of A and B joined by gene, A's differences first.
+
+    A gene missing from one side's marker list has no score there (not 0), so ``deltaScore`` is set for
+    shared genes only. Order: A only (scoreA descending), shared (deltaScore descending), B only
+    (scoreB ascending, so B's strongest markers come last).
+    """
+    cols = ["rank", "score", "logFc"]
+    side_a = m[m["stateUid"] == uid_a].set_index("symbol")[cols].add_suffix("A")
+    side_b = m[m["stateUid"] == uid_b].set_index("symbol")[cols].add_suffix("B")
+    genes = side_a.join(side_b, how="outer")
+    genes["group"] = "shared"
+    genes.loc[genes["scoreB"].isna(), "group"] = "A only"
+    genes.loc[genes["scoreA"].isna(), "group"] = "B only"
+    genes["deltaScore"] = genes["scoreA"] - genes["scoreB"]  # NaN unless shared
+    key = genes["deltaScore"].where(genes["group"] == "shared", genes["scoreA"].fillna(-genes["scoreB"]))
+    genes = genes.assign(_g=genes["group"].map(_GROUP_ORDER), _k=-key).reset_index()
+    genes = genes.sort_values(["_g", "_k", "symbol"], kind="stable").drop(columns=["_g", "_k"])
+    genes["order"] = range(len(genes))
+    return genes
 
 
 def _kinds_key(kinds: Sequence[str] | str) -> tuple[str, ...]:

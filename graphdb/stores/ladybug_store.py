@@ -8,9 +8,18 @@ Writing (``write_run``, default ``method="copy"``):
 1. ``RUN_BEGIN`` commits the ``Run`` node with ``status: 'writing'``; the run's previous facts are
    deleted (a re-write, or the remains of an interrupted write).
 2. One transaction bulk-loads every table with ``COPY <table> FROM $frame`` straight from the
-   pandas DataFrames, then sets ``status: 'complete'`` and commits. A process killed inside it
-   leaves nothing of it behind (the WAL is discarded on the next open), and the ``Run`` node
-   stays ``writing`` -- invisible to queries -- until the run is written again.
+   pandas DataFrames and commits, the run still ``writing``.
+3. ``CHECKPOINT`` moves the committed facts from the WAL into the database file; the run's counts
+   are checked against the tables; only then a second transaction sets ``status: 'complete'``,
+   followed by another ``CHECKPOINT``. A process killed at any point (inside the COPY, in the
+   commit, in either checkpoint) leaves the run ``writing`` -- invisible to queries -- or
+   ``complete`` with every fact: never ``complete`` with missing facts.
+
+A process killed in a commit or checkpoint leaves "checkpoint recovery pending": LadybugDB then
+refuses read-only opens. A read-only :class:`LadybugStore` finishes the recovery itself by one
+read-write open when no other process holds the database, and otherwise raises
+:class:`~graphdb.errors.RecoveryPendingError` naming ``cellvq runs recover``. Runs left
+``writing`` are listed by ``store.incomplete_runs()`` and removed by ``store.recover()``.
 
 ``method="unwind"`` writes through the Neo4j code path instead (:mod:`.unwind_writer`), with
 the same statements the Neo4j store sends; it suits small incremental writes and is how the
@@ -38,6 +47,7 @@ from ..errors import (
     NotFoundError,
     QueryError,
     ReadOnlyViolation,
+    RecoveryPendingError,
     SchemaError,
     StoreLockedError,
 )
@@ -97,18 +107,25 @@ class LadybugStore(GraphStore):
             )
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        opts = {"buffer_pool_size": int(buffer_pool_size), "max_num_threads": int(max_threads)}
         try:
-            self._db = ladybug.Database(
-                str(self.path), read_only=read_only, buffer_pool_size=int(buffer_pool_size),
-                max_num_threads=int(max_threads),
-            )
-            self._conn = ladybug.Connection(self._db)
-            self._conn.execute("RETURN 1")
+            self._db, self._conn = _connect(ladybug, self.path, read_only, opts)
         except RuntimeError as exc:
-            raise _open_error(self.path, exc) from exc
+            if not (read_only and _recovery_pending(exc)):
+                raise _open_error(self.path, exc) from exc
+            _finish_recovery(ladybug, self.path, opts)
+            try:
+                self._db, self._conn = _connect(ladybug, self.path, read_only, opts)
+            except RuntimeError as exc2:
+                raise _open_error(self.path, exc2) from exc2
         if not read_only:
-            for stmt in q.LADYBUG_DDL.values():
+            for stmt in (*q.LADYBUG_DDL.values(), *q.LADYBUG_RUN_MIGRATIONS):
                 self._conn.execute(stmt)
+        elif _needs_migration(self._conn):  # a store written before the Run provenance columns
+            self._conn.close()
+            self._db.close()
+            _migrate(ladybug, self.path, opts)
+            self._db, self._conn = _connect(ladybug, self.path, read_only, opts)
         self._closed = False
 
     # ---- primitives -----------------------------------------------------------------------------
@@ -223,16 +240,39 @@ class LadybugStore(GraphStore):
                     report.rows[name] = len(frame)
                     bar.update(len(frame))
                     _hook(on_step, name, len(frame))
-            self._execute(q.RUN_COMPLETE, {"runId": run_id, "completedAt": self._now()})
             self._execute("COMMIT")
         except BaseException:
             self._rollback()
             raise
+        _hook(on_step, "commit", total)
+        self.checkpoint()
+        _hook(on_step, "durable", total)
+        self._check_written(run_id, nodes, rels)
+        self._execute(q.RUN_COMPLETE, {"runId": run_id, "completedAt": self._now()})
+        self.checkpoint()
         _hook(on_step, "complete", 1)
         report.rows["Gene"] = len(nodes["Gene"])
         report.rows["Cell"] = len(nodes["Cell"])
         report.seconds = time.perf_counter() - t0
         return report
+
+    def checkpoint(self) -> None:
+        """Move committed transactions from the WAL into the database file (``CHECKPOINT``)."""
+        self._require_writable()
+        self._execute("CHECKPOINT")
+
+    def _check_written(self, run_id: str, nodes: Mapping[str, pd.DataFrame], rels: Mapping[str, pd.DataFrame]) -> None:
+        """Refuse to mark a run complete unless the database holds every one of its facts."""
+        want = {"CellState": len(nodes["CellState"]), "Property": len(nodes["Property"])}
+        want.update({rtype: len(frame) for rtype, frame in rels.items()})
+        got = self.counts(run_id)
+        missing = {k: (got.get(k, 0), n) for k, n in want.items() if got.get(k, 0) != n}
+        if missing:
+            raise GraphDBError(
+                f"run {run_id!r} was not marked complete: after the write the database holds "
+                + ", ".join(f"{k} {g} of {n}" for k, (g, n) in missing.items())
+                + f". The run stays 'writing' (invisible); remove it with `cellvq runs delete {run_id}` and write it again."
+            )
 
     def _new_genes(self, genes: pd.DataFrame) -> pd.DataFrame:
         existing = self._read(q.LADYBUG_EXISTING_GENES)
@@ -312,6 +352,59 @@ def _copy_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 _LOCK_PID = re.compile(r"held by PID (\d+)")
+
+
+def _connect(ladybug: Any, path: Path, read_only: bool, opts: Mapping[str, int]):
+    db = ladybug.Database(str(path), read_only=read_only, **opts)
+    conn = ladybug.Connection(db)
+    conn.execute("RETURN 1")
+    return db, conn
+
+
+def _needs_migration(conn: Any) -> bool:
+    cols = set(conn.execute(q.LADYBUG_RUN_COLUMNS).get_as_df()["name"])
+    return not {"command", "packageVersion"} <= cols
+
+
+def _migrate(ladybug: Any, path: Path, opts: Mapping[str, int]) -> None:
+    """Add the Run provenance columns to a store written by an older graphdb (one read-write open)."""
+    try:
+        db, conn = _connect(ladybug, path, False, opts)
+    except RuntimeError as exc:
+        raise GraphDBError(
+            f"the LadybugDB database {path} was written by an older graphdb and needs its Run table upgraded "
+            f"(a read-write open), which failed: {str(exc).splitlines()[0]}. Open it once with open_store(path) "
+            "when no other process has it open."
+        ) from exc
+    try:
+        for stmt in q.LADYBUG_RUN_MIGRATIONS:
+            conn.execute(stmt)
+        conn.execute("CHECKPOINT")
+    finally:
+        conn.close()
+        db.close()
+
+
+def _recovery_pending(exc: BaseException) -> bool:
+    return "recovery is pending" in str(exc).lower()
+
+
+def _finish_recovery(ladybug: Any, path: Path, opts: Mapping[str, int]) -> None:
+    """Complete an interrupted checkpoint by one read-write open (replays the WAL), then close."""
+    log.warning("%s: checkpoint recovery pending (a writer was killed); recovering with a read-write open", path)
+    try:
+        db, conn = _connect(ladybug, path, False, opts)
+    except RuntimeError as exc:
+        raise RecoveryPendingError(
+            f"the LadybugDB database {path} needs checkpoint recovery (a process writing to it was killed) and "
+            f"cannot be recovered now ({str(exc).splitlines()[0]}). When no other process has it open, run "
+            f"`cellvq runs recover --db {path}` (or open_store(path) once without read_only), then read again."
+        ) from exc
+    try:
+        conn.execute("CHECKPOINT")
+    finally:
+        conn.close()
+        db.close()
 
 
 def _open_error(path: Path, exc: RuntimeError) -> GraphDBError:
