@@ -474,12 +474,14 @@ def _grn_methods(adata, edges):
 
     e = edges.copy()
     e["abs_spearman"] = e["spearman"].abs()
+    e["score_att"] = e["score"] + 0.5 * e["attention"].rank(pct=True)
     G = cg.gene_network(adata, key_added="bench")
     old = {(u, v): d["weight"] for u, v, d in G.edges(data=True) if d.get("kind") == "regulates"}
     e["old_export"] = [old.get((s, t), 0.0) for s, t in zip(e["source"], e["target"])]
     return e, {
-        "CellVQ-Graph regulatory score (trees + attention)": "score",
-        "GRNBoost2-like trees (ours, sklearn GBM)": "tree_importance",
+        "CellVQ-Graph regulatory score (2-run tree consensus)": "score",
+        "GRNBoost2-like trees, one run (ours, sklearn GBM)": "tree_importance",
+        "score + 0.5 x attention percentile": "score_att",
         "gene-gene attention TF->target alone": "attention",
         "previous export (REGULATES weight)": "old_export",
         "|Spearman| of expression": "abs_spearman",
@@ -511,8 +513,6 @@ def grn_pbmc(adata, reference, seed: int) -> dict:
 
 def grn_papalexi(reference, seed: int) -> dict:
     """Knock-out evidence: observed targets from rep_1, the network from rep_2 + rep_3."""
-    from foundation import datasets
-
     from cellvq_graph.networks import (
         RegulatoryConfig,
         grn_benchmark,
@@ -520,6 +520,7 @@ def grn_papalexi(reference, seed: int) -> dict:
         regulatory_network,
         target_rank_auroc,
     )
+    from foundation import datasets
 
     a = datasets.papalexi_crispr()
     rep = a.obs["bio_rep"].astype(str).to_numpy()
@@ -591,9 +592,8 @@ def write_grn_md(res: dict, path: Path) -> None:
 
 
 def run_grn(args, argv) -> None:
-    from foundation import datasets
-
     from cellvq_graph.networks import load_tf_target_reference
+    from foundation import datasets
 
     ref = load_tf_target_reference(datasets.shared_data_dir() / "references" / "trrust_v2_human.tsv.gz")
     adata, source = embedded_pbmc3k(args.standin)
