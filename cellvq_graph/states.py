@@ -34,6 +34,7 @@ class DescribeConfig:
     min_type_share: float = 0.5
     n_reference_markers: int = 20
     min_bridge_cells: int = 5
+    doublet_key: str | None = "doublet_score"
 
 
 def state_name(nearest: str, genes: list[str]) -> str:
@@ -154,7 +155,9 @@ def describe_bridges(
     ``intermediate`` is a :func:`cellvq_graph.intermediate_states` table and ``markers`` the markers of
     the same states. For the bridge's cells, the share expressing each side's top markers shows whether
     they carry both programmes. Columns ``bridge, name, description, n_cells, mean_score, state_a,
-    state_b``.
+    state_b`` and, when ``obs[doublet_key]`` exists (e.g. ``scanpy.pp.scrublet``'s ``doublet_score``),
+    ``doublet_score`` (mean over the bridge's cells) beside ``doublet_score_rest`` (mean over cells in no
+    bridge): a bridge of doublets scores well above the rest, a biological intermediate does not.
     """
     cfg = config or DescribeConfig()
     if intermediate.empty:
@@ -163,6 +166,10 @@ def describe_bridges(
     X = sp.csr_matrix(adata.X)
     var = pd.Index(adata.var_names.astype(str))
     pos = pd.Index(adata.obs_names.astype(str))
+    dkey = cfg.doublet_key if cfg.doublet_key and cfg.doublet_key in adata.obs else None
+    if dkey:
+        dbl = adata.obs[dkey].to_numpy(dtype=float)
+        rest = float(np.nanmean(dbl[~pos.isin(intermediate["cell"].astype(str))]))
     rows = []
     for (a, b), grp in intermediate.groupby(pair):
         if len(grp) < cfg.min_bridge_cells:
@@ -179,8 +186,13 @@ def describe_bridges(
             f"{grp['own_state'].astype(str).value_counts().to_dict()}); cells expressing {a} markers: "
             f"{sides[0] or 'none'}; {b} markers: {sides[1] or 'none'}"
         )
+        extra = {}
+        if dkey:
+            extra = {"doublet_score": float(np.nanmean(dbl[cells])), "doublet_score_rest": rest}
+            text += f"; doublet score {extra['doublet_score']:.2f} (cells in no bridge {rest:.2f})"
         rows.append(
             {
+                **extra,
                 "bridge": f"{a}|{b}",
                 "name": name,
                 "description": text,

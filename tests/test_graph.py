@@ -339,3 +339,20 @@ def test_bridges_described_by_both_sides_markers(run):
     assert {top["state_a"], top["state_b"]} == {"Memory CD4 T", "Naive CD4 T"}
     assert "bridge" in top["name"] and "Naive CD4 T markers:" in top["description"]
     assert br["n_cells"].is_monotonic_decreasing
+
+
+def test_bridges_scored_against_scrublet_doublets(run):
+    """The Naive/Memory CD4 bridge is biology, not doublets: scrublet scores it like cells in no bridge."""
+    import scanpy as sc
+
+    adata, _ = run
+    b = adata.copy()
+    with cg.interpret.keep_torch_threads():
+        sc.pp.scrublet(b, threshold=0.25, random_state=0)  # fixed threshold: no scikit-image
+    adata.obs["doublet_score"] = b.obs["doublet_score"].to_numpy()
+    mk = cg.markers(adata, "cell_type", key_added="doublets")
+    br = cg.describe_bridges(adata, cg.intermediate_states(adata, "cell_type"), mk).set_index("bridge")
+    cd4 = br.loc["Memory CD4 T|Naive CD4 T"]
+    print(f"\nbridge doublet scores: {br[['n_cells', 'doublet_score', 'doublet_score_rest']].to_dict('index')}")
+    assert "doublet score" in cd4["description"]
+    assert cd4["doublet_score"] < 1.5 * cd4["doublet_score_rest"]
