@@ -574,7 +574,7 @@ def write_grn_md(res: dict, path: Path) -> None:
           f"genes, restricted to TFs with a TRRUST target among them: {t[0]['n_candidates']} pairs, "
           f"{t[0]['n_positives']} TRRUST positives (base rate {t[0]['base_rate']:.4f}). Graph fit "
           f"{p['fit_seconds']} s, regulatory network {p['network_seconds']} s.", "",
-          "| method | AUPRC | AUPRC / random | p@50 | p@100 | p@500 |", "|---|---|---|---|---|---|"]
+          "| method | AUPRC | AUPRC / base rate | p@50 | p@100 | p@500 |", "|---|---|---|---|---|---|"]
     for r in t:
         L.append(f"| {r['method']} | {r['auprc']:.4f} | {r['auprc_ratio_random']:.2f} | {r['p@50']:.3f} | "
                  f"{r['p@100']:.3f} | {r['p@500']:.3f} |")

@@ -382,14 +382,16 @@ def grn_benchmark(
     score_cols: Mapping[str, str],
     ks: Sequence[int] = (50, 100, 500),
     seed: int = 0,
+    n_random: int = 50,
 ) -> pd.DataFrame:
     """AUPRC and precision@k of several scorings of one candidate set against a TF-target reference.
 
     The candidate set is ``edges`` restricted to TFs with at least one reference target among the
     candidates (so every method is judged on the same pairs and a TF the reference does not cover cannot
     count against anyone). ``score_cols`` maps a method name to an ``edges`` column (higher = stronger;
-    use a column of absolute values for signed scores). A ``random`` row (seeded uniform scores) and the
-    base rate are added. Columns ``method, auprc, auprc_ratio_random, p@k..., n_candidates, n_positives``.
+    use a column of absolute values for signed scores). A ``random`` row (the mean over ``n_random`` seeded
+    uniform scorings: with few positives one random ranking can land a hit at the top and reach several times
+    the base rate) and the base rate are added. Columns ``method, auprc, p@k..., auprc_ratio_random (AUPRC / base rate), n_candidates, n_positives, base_rate``.
     """
     from sklearn.metrics import average_precision_score
 
@@ -401,19 +403,19 @@ def grn_benchmark(
     y = y[keep]
     if y.sum() == 0:
         raise ValueError("no reference edge among the candidates; is the reference for this organism?")
-    cols = dict(score_cols)
-    e = edges.loc[keep].copy()
-    e["_random"] = np.random.default_rng(seed).random(len(e))
-    cols["random"] = "_random"
+    e = edges.loc[keep]
     base = float(y.mean())
-    out = []
-    for name, col in cols.items():
-        s = e[col].fillna(0).to_numpy(dtype=float)
+
+    def row(name, s):
         order = np.argsort(-s, kind="stable")
-        row = {"method": name, "auprc": float(average_precision_score(y, s))}
-        for k in ks:
-            row[f"p@{k}"] = float(y[order[:k]].mean())
-        out.append(row)
+        r = {"method": name, "auprc": float(average_precision_score(y, s))}
+        r.update({f"p@{k}": float(y[order[:k]].mean()) for k in ks})
+        return r
+
+    out = [row(name, e[col].fillna(0).to_numpy(dtype=float)) for name, col in score_cols.items()]
+    rng = np.random.default_rng(seed)
+    rand = pd.DataFrame([row("random", rng.random(len(e))) for _ in range(n_random)])
+    out.append({"method": f"random (mean of {n_random})", **rand.drop(columns="method").mean().to_dict()})
     df = pd.DataFrame(out)
     df["auprc_ratio_random"] = df["auprc"] / base
     df["n_candidates"] = int(len(y))

@@ -98,7 +98,7 @@ def test_trrust_benchmark_on_one_candidate_set(network):
     net = network.assign(abs_z=network["perturbation_z"].abs())
     table = grn_benchmark(net, ref, {"score": "score", "perturbation": "abs_z"}, ks=(10, 50))
     assert table["n_candidates"].nunique() == 1 and (table["n_positives"] > 0).all()
-    assert set(table["method"]) == {"score", "perturbation", "random"}
+    assert set(table["method"]) == {"score", "perturbation", "random (mean of 50)"}
     assert ((table["auprc"] > 0) & (table["auprc"] <= 1)).all()
 
 
