@@ -6,7 +6,9 @@ property and state nodes (:func:`build_graph`), trains a GATv2-style heterogeneo
 self-supervised (:class:`CellVQGraph`), and reads out markers, property importance, subtypes,
 intermediate states and gene networks from its attention (:mod:`cellvq_graph.interpret`), with captum
 Integrated Gradients as a second explanation (:mod:`cellvq_graph.attribution`) and network export
-(:mod:`cellvq_graph.export`). ``cellvq_graph.tl.fit(adata)`` runs build + train + annotate in one call.
+(:mod:`cellvq_graph.export`). :mod:`cellvq_graph.networks` scores TF -> target edges from directional
+evidence (GRNBoost2-like trees, gene-gene attention, knock-out response) and benchmarks them against a
+TF-target reference; :mod:`cellvq_graph.states` names and describes states, subtypes and bridges. ``cellvq_graph.tl.fit(adata)`` runs build + train + annotate in one call.
 
 Shipped resources: ``resources/human_tfs_lambert2018.txt`` (1,639 human TFs, Lambert et al., Cell 2018, via
 pySCENIC) and ``resources/pbmc_canonical_markers.csv`` (curated PBMC markers with a literature source per row).
@@ -43,9 +45,27 @@ from .interpret import (
     subtypes,
 )
 from .model import AttentionReadout, CellVQGraph, CellVQGraphConfig
+from .networks import (
+    RegulatoryConfig,
+    edges_to_networkx,
+    grn_benchmark,
+    load_tf_target_reference,
+    perturbation_response,
+    regulatory_network,
+)
+from .states import DescribeConfig, describe_bridges, describe_states
 
 __all__ = [
     "AttentionReadout",
+    "DescribeConfig",
+    "RegulatoryConfig",
+    "describe_bridges",
+    "describe_states",
+    "edges_to_networkx",
+    "grn_benchmark",
+    "load_tf_target_reference",
+    "perturbation_response",
+    "regulatory_network",
     "CellVQGraph",
     "CellVQGraphConfig",
     "GraphIndex",

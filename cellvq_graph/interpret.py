@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from importlib import resources
 
 import networkx as nx
@@ -32,6 +33,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .build import _counts, normalise_counts
+from .states import DescribeConfig, describe_states
 
 __all__ = [
     "markers",
@@ -332,6 +334,7 @@ def subtypes(
     use_rep: str = EMB,
     seed: int = 0,
     key_added: str = "cellvq_graph_subtype",
+    describe: DescribeConfig | None = None,
     **marker_kwargs,
 ) -> tuple[pd.Series, pd.DataFrame]:
     """Split one cell type (or a pooled list of types) into subtypes of the graph embedding.
@@ -343,6 +346,11 @@ def subtypes(
     contrasted against the other subtypes of the same type. Labels go into ``obs[key_added]`` (NaN outside
     the type). When the graph was built with ``cell_type`` as a property, the embedding was trained to
     predict it, so subtypes that match annotated sub-labels partly reflect that supervision.
+
+    Every subtype also gets a one-line name and a description (:func:`cellvq_graph.states.describe_states`,
+    nearest known type = majority ``groupby`` label of its cells; ``describe`` configures it): the markers
+    table carries them as ``state_name``, the full table is stored under
+    ``uns["cellvq_graph"]["subtype_descriptions"][<type>]`` and the names go into ``obs[key_added + "_name"]``.
 
     Returns ``(labels, markers)``: a Series of subtype labels ``"<type>:<k>"`` indexed by cell name, and the
     subtype markers DataFrame.
@@ -392,11 +400,19 @@ def subtypes(
     sub.obs[key_added] = labels.to_numpy()
     if labels.nunique() > 1:
         mk = markers(sub, key_added, key_added="subtypes", **marker_kwargs)
+        cfg = replace(describe or DescribeConfig(), reference_key=groupby)
+        desc = describe_states(sub, mk, key_added, cfg, parent=name)
+        mk["state_name"] = mk["state"].map(dict(zip(desc["state"], desc["name"])))
+        _store(adata, "subtype_descriptions", name, desc)
     else:
         mk = pd.DataFrame(columns=["state", "gene", "score", "rank", "attention", "frac_cells", "logfc"])
+        desc = pd.DataFrame({"state": labels.unique(), "name": name})
     col = pd.Series(np.nan, index=adata.obs_names, dtype=object)
     col[labels.index] = labels.to_numpy()
     adata.obs[key_added] = pd.Categorical(col)
+    names = pd.Series(np.nan, index=adata.obs_names, dtype=object)
+    names[labels.index] = labels.map(dict(zip(desc["state"], desc["name"]))).to_numpy()
+    adata.obs[f"{key_added}_name"] = pd.Categorical(names)
     store = adata.uns["cellvq_graph"].setdefault("subtypes", {})
     store[name] = {"cells": labels.index.to_numpy().astype(str), "labels": labels.to_numpy().astype(str)}
     _store(adata, "subtype_markers", name, mk)

@@ -304,3 +304,55 @@ def test_seeded_training_is_reproducible_on_several_threads(pbmc3k_embedded):
         torch.set_num_threads(threads)
     assert np.array_equal(outs[0], outs[1])
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_subtypes_get_names_from_their_markers(run):
+    adata, _ = run
+    labels, mk = cg.subtypes(adata, ["Naive CD4 T", "Memory CD4 T"], n_subtypes=2)
+    names = mk.groupby("state")["state_name"].first()
+    print(f"\nsubtype names: {names.to_dict()}")
+    assert sorted(n.split(" · ")[0] for n in names) == ["Memory CD4 T", "Naive CD4 T"]
+    naive = next(n for n in names if n.startswith("Naive"))
+    assert {"CCR7hi", "LEF1hi", "SELLhi", "TCF7hi"} & set(naive.split(" · ")[1].split())
+    desc = cg.read_table(adata, "subtype_descriptions", "Naive CD4 T+Memory CD4 T")
+    assert set(desc["name"]) == set(names) and desc["description"].str.contains("log2FC").all()
+    named = adata.obs["cellvq_graph_subtype_name"].dropna().astype(str)
+    assert len(named) == len(labels) and set(named) == set(names)
+
+
+def test_states_named_from_curated_markers_without_labels(run):
+    adata, _ = run
+    mk = cg.markers(adata, "cell_type", key_added="names")
+    desc = cg.describe_states(adata, mk, "cell_type", cg.DescribeConfig(reference_key=None))
+    expect = {"B": "B", "NK": "NK", "CD14+ Mono": "CD14+ Mono", "FCGR3A+ Mono": "FCGR3A+ Mono", "DC": "DC",
+              "Platelet": "Platelet", "Naive CD4 T": "T", "Memory CD4 T": "T", "CD8 T": "T"}
+    got = dict(zip(desc["state"], desc["nearest_type"]))
+    print(f"\nnames without labels: {dict(zip(desc['state'], desc['name']))}")
+    assert sum(got[s] == t for s, t in expect.items()) >= 7, got
+
+
+def test_bridges_described_by_both_sides_markers(run):
+    adata, _ = run
+    mk = cg.markers(adata, "cell_type", key_added="bridges")
+    br = cg.describe_bridges(adata, cg.intermediate_states(adata, "cell_type"), mk)
+    top = br.iloc[0]
+    assert {top["state_a"], top["state_b"]} == {"Memory CD4 T", "Naive CD4 T"}
+    assert "bridge" in top["name"] and "Naive CD4 T markers:" in top["description"]
+    assert br["n_cells"].is_monotonic_decreasing
+
+
+def test_bridges_scored_against_scrublet_doublets(run):
+    """The Naive/Memory CD4 bridge is biology, not doublets: scrublet scores it like cells in no bridge."""
+    import scanpy as sc
+
+    adata, _ = run
+    b = adata.copy()
+    with cg.interpret.keep_torch_threads():
+        sc.pp.scrublet(b, threshold=0.25, random_state=0)  # fixed threshold: no scikit-image
+    adata.obs["doublet_score"] = b.obs["doublet_score"].to_numpy()
+    mk = cg.markers(adata, "cell_type", key_added="doublets")
+    br = cg.describe_bridges(adata, cg.intermediate_states(adata, "cell_type"), mk).set_index("bridge")
+    cd4 = br.loc["Memory CD4 T|Naive CD4 T"]
+    print(f"\nbridge doublet scores: {br[['n_cells', 'doublet_score', 'doublet_score_rest']].to_dict('index')}")
+    assert "doublet score" in cd4["description"]
+    assert cd4["doublet_score"] < 1.5 * cd4["doublet_score_rest"]
