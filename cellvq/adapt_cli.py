@@ -20,17 +20,24 @@ def adapt_model(input: Path, model_dir: Path | None, layer: str | None, epochs: 
 
     cfg = AdaptConfig(epochs=epochs, lr=lr, max_cells=max_cells, seed=seed, layer=layer)
     adata = read_h5ad_checked(input)
-    adata.uns["cellvq_source_file"] = str(input)
     check_adapt_input(adata, cfg)  # before the model loads: bad counts or too few cells fail at once
     model = foundation.CellVQ.load(model_dir) if model_dir else foundation.load_pretrained()
+    return adata, adapt_and_save(model, adata, input, cfg, out_dir, command)
+
+
+def adapt_and_save(model, adata, input: Path, cfg, out_dir: Path | None, command: str | None = None):
+    """``model.adapt`` on ``adata`` (read from ``input``); with ``out_dir``, the checkpoint and its OOD
+    reference (recalibrated on these cells) are written there."""
+    adata.uns["cellvq_source_file"] = str(input)
     command = command or " ".join(shlex.quote(a) for a in ["cellvq", *sys.argv[1:]])
     child = model.adapt(adata, cfg, out=out_dir, command=command)
+    del adata.uns["cellvq_source_file"]
     if out_dir is not None:
         from foundation import ood
 
-        ood.OODReference.from_values(ood_values(child, adata, layer), [input.name],
+        ood.OODReference.from_values(ood_values(child, adata, cfg.layer), [input.name],
                                      child.metadata.get("checkpoint_sha256", "")).save(out_dir)
-    return adata, child
+    return child
 
 
 def ood_values(model, adata, layer: str | None):

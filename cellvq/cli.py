@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -226,7 +228,7 @@ def _print_table(df, title: str | None = None, max_rows: int = 40) -> None:
 
 def _run_job(input: Path, db: str, out_dir: Path | None, model_dir: Path | None, properties: list[str] | None,
              groupby: str | None, layer: str | None, graph_epochs: int, dataset_id: str | None, seed: int,
-             top: int, replace: bool = False) -> None:
+             top: int, replace: bool = False, adapt: AdaptRequest | None = None) -> None:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     import foundation
@@ -238,6 +240,8 @@ def _run_job(input: Path, db: str, out_dir: Path | None, model_dir: Path | None,
         check_out_dir(out_dir)
     adata = read_h5ad_checked(input)
     model = foundation.CellVQ.load(model_dir) if model_dir else None
+    if adapt is not None:
+        model = _adapt_for_run(adata, model or foundation.load_pretrained(), input, layer, seed, adapt)
     steps = ["embed", "graph", "markers", "subtypes", "gene_network", "tables", "store"]
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as prog:
         task = prog.add_task("starting", total=len(steps))
@@ -247,6 +251,8 @@ def _run_job(input: Path, db: str, out_dir: Path | None, model_dir: Path | None,
 
         command = _run_command(input, db, out_dir, model_dir, properties, groupby, layer, graph_epochs, dataset_id,
                                seed)
+        if adapt is not None:
+            command += f" --adapt --adapt-epochs {adapt.epochs} --adapt-out {shlex.quote(str(adapt.out))}"
         res = pipeline.run(adata, db=db, model=model, layer=layer, command=command,
                            properties=tuple(properties) if properties else pipeline.DEFAULT_PROPERTIES,
                            label_key=groupby, graph_epochs=graph_epochs, dataset_id=dataset_id or input.stem.replace(":", "_"),
@@ -263,6 +269,24 @@ def _run_job(input: Path, db: str, out_dir: Path | None, model_dir: Path | None,
     out.print(json.dumps({"runId": res.run_id, "db": res.db, **res.summary, "seconds": res.timings}, indent=2))
     if out_dir is not None:
         out.print(f"report: {out_dir / 'report.md'}")
+
+
+@dataclass
+class AdaptRequest:
+    """`cellvq run --adapt`: adapt the model to the input's counts first (see `cellvq adapt`)."""
+
+    epochs: int = 4
+    out: Path = Path("cellvq_adapted_model")
+
+
+def _adapt_for_run(adata, model, input: Path, layer: str | None, seed: int, req: AdaptRequest):
+    from cellvq.adapt_cli import adapt_and_save
+    from foundation.adapt import AdaptConfig, check_adapt_input
+
+    cfg = AdaptConfig(epochs=req.epochs, seed=seed, layer=layer)
+    check_adapt_input(adata, cfg)
+    console.print(f"adapting the model to {input.name} ({req.epochs} epochs) -> {req.out}")
+    return adapt_and_save(model, adata, input, cfg, req.out)
 
 
 def _run_command(input, db, out_dir, model_dir, properties, groupby, layer, graph_epochs, dataset_id, seed) -> str:
@@ -335,11 +359,19 @@ def run_cmd(
     replace: Annotated[bool, typer.Option(
         "--replace", help="Once this run is complete, delete the store's older runs of the same dataset and "
         "model (a re-run). Without it the older runs stay and queries read the newest complete run.")] = False,
+    adapt: Annotated[bool, typer.Option(
+        "--adapt", help="First adapt the model to this file's counts (self-supervised, see `cellvq adapt`); the "
+        "adapted checkpoint is written to --adapt-out and used for the run.")] = False,
+    adapt_epochs: Annotated[int, typer.Option(help="Epochs of --adapt.")] = 4,
+    adapt_out: Annotated[Path | None, typer.Option(
+        help="Folder for the --adapt checkpoint (default: <input stem>_cellvq_adapted beside the input).")] = None,
 ) -> None:
     """The main job: validate, embed, build + train CellVQ-Graph, read out, write to the store, report."""
     try:
+        request = (AdaptRequest(adapt_epochs, adapt_out or input.with_name(f"{input.stem}_cellvq_adapted"))
+                   if adapt else None)
         _run_job(input, db, out_dir, model_dir, properties, groupby, layer, graph_epochs, dataset_id, seed, top,
-                 replace)
+                 replace, request)
     except typer.Exit:
         raise
     except Exception as exc:  # noqa: BLE001

@@ -105,3 +105,23 @@ def test_adapt_refuses_bad_input_and_writes_nothing(moncada, tmp_path):
         assert res.exit_code != 0
         assert msg in res.output.replace("\n", " "), res.output
         assert not out_dir.exists()
+
+
+def test_run_adapt_uses_and_records_the_adapted_checkpoint(moncada, tmp_path):
+    import graphdb
+    from cellvq.cli import app
+    from foundation.checkpoint import sha256_file
+
+    src = tmp_path / "pdac.h5ad"
+    moncada[np.random.default_rng(0).choice(moncada.n_obs, 500, replace=False)].copy().write_h5ad(src)
+    db, model_out = tmp_path / "db", tmp_path / "pdac_model"
+    res = CliRunner().invoke(app, ["run", str(src), "--db", str(db), "--graph-epochs", "3", "--adapt",
+                                   "--adapt-epochs", "1", "--adapt-out", str(model_out)])
+    assert res.exit_code == 0, res.output
+    sha = sha256_file(model_out / "model.safetensors")
+    meta = json.loads((model_out / "config.json").read_text())["metadata"]
+    assert meta["adapted_from"]["name"] == "cellvq-tiny-human" and meta["adapt"]["data"]["file"] == str(src)
+    with graphdb.open_store(str(db), read_only=True) as store:
+        runs = store.list_runs(complete_only=True)
+    assert len(runs) == 1 and runs["checkpointHash"].iloc[0] == sha
+    assert "--adapt" in runs["command"].iloc[0]
