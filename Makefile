@@ -23,14 +23,21 @@ $(LINTDIR)/node_modules/.installed: $(LINTDIR)/package.json
 	cd $(LINTDIR) && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The live Neo4j for the tests: Neo4j 5.26 LTS jars from Maven Central + the launcher (tests/neo4j_server).
+NEO4JDIR = tests/neo4j_server
+$(NEO4JDIR)/target/classpath.txt: $(NEO4JDIR)/pom.xml $(NEO4JDIR)/src/main/java/org/cellvq/neo4jserver/TestServer.java
+	cd $(NEO4JDIR) && mvn -q -B package
+	touch $@
+
 demo: install
 	$(VENV)/bin/cellvq demo --out cellvq_demo
 
 lint: install
 	$(VENV)/bin/ruff check foundation cellvq_graph graphdb cellvq tests benchmarks
 
-test: install $(LINTDIR)/node_modules/.installed lint
-	$(PY) -m pytest -q tests
+# CELLVQ_REQUIRE_NEO4J=1: the live Neo4j suite must run (a server that does not start is an error, not a skip)
+test: install $(LINTDIR)/node_modules/.installed $(NEO4JDIR)/target/classpath.txt lint
+	CELLVQ_REQUIRE_NEO4J=1 $(PY) -m pytest -q tests
 
 # The exact command that produced the shipped checkpoint (foundation/pretrained/cellvq-tiny-human):
 # every human raw-count h5ad in ../shared/data, 30% of pbmc3k held out (stratified by cell type, seed 0).

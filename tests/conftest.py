@@ -28,3 +28,41 @@ def pbmc3k_embedded(pbmc3k):
     adata = pbmc3k.copy()
     foundation.load_pretrained().embed(adata, batch_size=256)
     return adata
+
+
+# ---- a live Neo4j for the neo4j_live tests ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def neo4j_live():
+    """A live Neo4j 5 server: ``NEO4J_URI`` (+ ``NEO4J_USER`` / ``NEO4J_PASSWORD``) if set, else the
+    project's test server (``tests/neo4j_server``, Neo4j 5.26 from Maven Central) started for the
+    session. While it runs, ``NEO4J_USER`` / ``NEO4J_PASSWORD`` hold its credentials, so child
+    processes (``cellvq cypher``, killed writers) reach it too.
+
+    If the server cannot be started the live tests are skipped, unless ``CELLVQ_REQUIRE_NEO4J=1``
+    (``make test``, CI): then that is an error.
+    """
+    from neo4j_server import LiveNeo4j, Neo4jTestServer, ServerStartError
+
+    if os.environ.get("NEO4J_URI"):
+        yield LiveNeo4j.from_env()
+        return
+    server = Neo4jTestServer()
+    try:
+        server.start()
+    except ServerStartError as exc:
+        if os.environ.get("CELLVQ_REQUIRE_NEO4J") == "1":
+            pytest.fail(f"CELLVQ_REQUIRE_NEO4J=1 but the Neo4j test server did not start: {exc}", pytrace=False)
+        pytest.skip(f"no live Neo4j: {exc} (set NEO4J_URI for an external server)")
+    saved = {k: os.environ.get(k) for k in ("NEO4J_USER", "NEO4J_PASSWORD")}
+    os.environ.update(NEO4J_USER=server.user, NEO4J_PASSWORD=server.password)
+    try:
+        yield LiveNeo4j(uri=server.uri, user=server.user, password=server.password, server=server)
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -1,10 +1,11 @@
 """The Neo4j store against a live Neo4j 5 server: the same checks the embedded store passes.
 
-Runs only when ``NEO4J_URI`` is set (credentials from ``NEO4J_USER`` / ``NEO4J_PASSWORD``,
-database from ``NEO4J_DATABASE``), e.g.::
+The server is the session fixture ``neo4j_live`` (tests/conftest.py): the project's Neo4j 5.26
+test server (tests/neo4j_server, started from Maven Central jars), or an external server when
+``NEO4J_URI`` is set (credentials from ``NEO4J_USER`` / ``NEO4J_PASSWORD``, database from
+``NEO4J_DATABASE``), e.g.::
 
-    docker run -d -p 7687:7687 -e NEO4J_AUTH=neo4j/cellvq-test neo4j:5
-    NEO4J_URI=bolt://localhost:7687 NEO4J_PASSWORD=cellvq-test pytest -m neo4j_live tests/test_graphdb_neo4j_live.py
+    NEO4J_URI=bolt://localhost:7687 NEO4J_PASSWORD=... pytest -m neo4j_live tests/test_graphdb_neo4j_live.py
 
 The suite writes runs named ``live-<random>`` and deletes them afterwards; the shared ``Gene`` and
 ``Cell`` nodes it adds stay. Use a scratch database: the idempotence check compares whole-store
@@ -13,7 +14,6 @@ counts, so nothing else should write to it meanwhile.
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import numpy as np
@@ -29,21 +29,12 @@ from graphdb_fixtures import (
 import graphdb
 from graphdb import open_store, read_grn
 
-URI = os.environ.get("NEO4J_URI")
-
-if not URI:
-    pytest.skip(
-        "NEO4J_URI is not set, so the live Neo4j suite (8 tests) was skipped: set NEO4J_URI (and NEO4J_USER / "
-        "NEO4J_PASSWORD) to run the Neo4j store against a Neo4j 5 server",
-        allow_module_level=True,
-    )
-
 pytestmark = pytest.mark.neo4j_live
 
 
 @pytest.fixture(scope="module")
-def store():
-    s = open_store(URI, batch_size=5_000)
+def store(neo4j_live):
+    s = neo4j_live.open(batch_size=5_000)
     yield s
     s.close()
 
@@ -99,17 +90,17 @@ def test_export_grn(written, tables, tmp_path):
     np.testing.assert_allclose(back["weight"], want["weight"], rtol=1e-12)
 
 
-def test_interrupted_write(tmp_path):
+def test_interrupted_write(neo4j_live, tmp_path):
     small = pbmc_run_tables(f"live-{uuid.uuid4().hex[:8]}", n_cells=400)
     try:
-        check_interrupted_write(lambda: open_store(URI), URI, small, tmp_path, stop_at="MARKER_OF")
+        check_interrupted_write(neo4j_live.open, neo4j_live.uri, small, tmp_path, stop_at="MARKER_OF")
     finally:
-        with open_store(URI) as s:
+        with neo4j_live.open() as s:
             s.delete_run(small.run_id)
 
 
-def test_wrong_password():
+def test_wrong_password(neo4j_live):
     with pytest.raises(graphdb.AuthError) as err:
-        open_store(URI, password="definitely-not-the-password")
+        open_store(neo4j_live.uri, user=neo4j_live.user, password="definitely-not-the-password")
     assert "definitely-not-the-password" not in str(err.value)
     assert "NEO4J_PASSWORD" in str(err.value)
