@@ -112,7 +112,7 @@ def perturbation_shifts(adata: AnnData, cfg: PerturbConfig | None = None) -> Per
     else:
         shift = np.stack([y[np.asarray(design[:, j].todense()).ravel() > 0].mean(axis=0) for j in range(len(names))])
     keep = n_cells >= cfg.min_cells
-    if keep.sum() < 3:
+    if keep.sum() < 2:
         raise ValueError(f"only {int(keep.sum())} perturbations have >= {cfg.min_cells} cells; lower --min-cells.")
     names = [n for n, k in zip(names, keep) if k]
     data = PerturbData(pd.Index(adata.var_names), names, [[n] for n in names], shift[keep].astype(np.float64), n_cells[keep])

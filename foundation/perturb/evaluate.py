@@ -43,13 +43,15 @@ def folds(n: int, n_folds: int, seed: int) -> list[np.ndarray]:
     return np.array_split(np.random.default_rng(seed).permutation(n), n_folds)
 
 
-def _inputs(data: PerturbData, emb: pd.DataFrame | None, cfg: EvalConfig) -> dict[str, tuple]:
+def method_inputs(data: PerturbData, emb: pd.DataFrame | None, cfg: EvalConfig) -> dict[str, tuple]:
+    """Per embedding source (cellvq, random, none): target features and target-gene similarity."""
     tables = {"cellvq": emb, "random": None if emb is None else random_like(emb, cfg.seed), "none": None}
     return {src: (target_features(t, data.targets), gene_similarity(t, data.targets, data.genes, cfg.sim_top))
             for src, t in tables.items()}
 
 
-def _fit_predict(name: str, inputs: dict, train: np.ndarray, test: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+def fit_predict(name: str, inputs: dict, train: np.ndarray, test: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Fit method ``name`` on the ``train`` perturbations and predict the shifts of ``test``."""
     cls, src = METHODS[name]
     feats, sim = inputs[src]
     if cls is CellVQPredictor:
@@ -68,12 +70,12 @@ def evaluate(data: PerturbData, emb: pd.DataFrame | None, cfg: EvalConfig | None
     needs_emb = [m for m in cfg.methods if METHODS[m][1] != "none"]
     if emb is None and needs_emb:
         raise ValueError(f"methods {needs_emb} need gene embeddings; pass a model or drop them.")
-    inputs, rows = _inputs(data, emb, cfg), []
+    inputs, rows = method_inputs(data, emb, cfg), []
     for k, test in enumerate(folds(len(data.perturbations), cfg.n_folds, cfg.seed)):
         train = np.setdiff1d(np.arange(len(data.perturbations)), test)
         for name in cfg.methods:
             t0 = time.perf_counter()
-            pred = _fit_predict(name, inputs, train, test, data.shift)
+            pred = fit_predict(name, inputs, train, test, data.shift)
             secs = time.perf_counter() - t0
             for i, p in zip(test, pred):
                 rows.append({"dataset": dataset, "method": name, "fold": k, "perturbation": data.perturbations[i],
