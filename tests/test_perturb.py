@@ -60,7 +60,10 @@ def _within_fold_shuffle(n):
 
 def test_shuffled_predictions_score_lower(papalexi_shifts, emb):
     d = papalexi_shifts
-    score = lambda p: np.mean([perturbation_metrics(p[i], d.shift[i], d.de[i])["pearson_de"] for i in range(len(p))])
+
+    def score(p):
+        return np.mean([perturbation_metrics(p[i], d.shift[i], d.de[i])["pearson_de"] for i in range(len(p))])
+
     order = _within_fold_shuffle(len(d.perturbations))
     preds = _held_out_predictions(d, emb, "train_mean")
     assert score(preds) == pytest.approx(score(preds[order]))  # control: no perturbation-specific part
