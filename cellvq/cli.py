@@ -506,3 +506,7 @@ if __name__ == "__main__":  # pragma: no cover
 from cellvq.adapt_cli import adapt_cmd  # noqa: E402
 
 app.command("adapt")(adapt_cmd)
+
+from cellvq.perturb_cli import perturb_app  # noqa: E402
+
+app.add_typer(perturb_app, name="perturb")
