@@ -29,7 +29,7 @@ def adapt_and_save(model, adata, input: Path, cfg, out_dir: Path | None, command
     """``model.adapt`` on ``adata`` (read from ``input``); with ``out_dir``, the checkpoint and its OOD
     reference (recalibrated on these cells) are written there."""
     adata.uns["cellvq_source_file"] = str(input)
-    command = command or " ".join(shlex.quote(a) for a in ["cellvq", *sys.argv[1:]])
+    command = command or shlex.join(["cellvq", *sys.argv[1:]])
     child = model.adapt(adata, cfg, out=out_dir, command=command)
     del adata.uns["cellvq_source_file"]
     if out_dir is not None:
@@ -69,7 +69,12 @@ def adapt_cmd(
     try:
         if out_dir.exists() and not out_dir.is_dir():
             raise ValueError(f"--out {out_dir} is a file; give a folder for the adapted checkpoint")
-        _, child = adapt_model(input, model_dir, layer, epochs, lr, max_cells, seed, out_dir)
+        args = ["cellvq", "adapt", str(input), "--out", str(out_dir), "--epochs", str(epochs), "--lr", str(lr),
+                "--seed", str(seed)]
+        for flag, value in (("--model", model_dir), ("--layer", layer), ("--max-cells", max_cells)):
+            if value is not None:
+                args += [flag, str(value)]
+        _, child = adapt_model(input, model_dir, layer, epochs, lr, max_cells, seed, out_dir, shlex.join(args))
         a = child.metadata["adapt"]
         out.print(f"adapted {a['data']['n_cells']} cells x {a['config']['epochs']} epochs in {a['seconds']:.0f} s "
                   f"({a['n_genes_initialised']} genes given a data-driven start) -> {out_dir}")
