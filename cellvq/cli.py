@@ -499,10 +499,6 @@ from cellvq.runs_cmd import runs_app  # noqa: E402 - the `runs` sub-commands
 
 app.add_typer(runs_app, name="runs")
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
-
-
 from cellvq.adapt_cli import adapt_cmd  # noqa: E402
 
 app.command("adapt")(adapt_cmd)
@@ -510,3 +506,6 @@ app.command("adapt")(adapt_cmd)
 from cellvq.perturb_cli import perturb_app  # noqa: E402
 
 app.add_typer(perturb_app, name="perturb")
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())
