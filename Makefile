@@ -12,7 +12,7 @@ LINTDIR = tests/cypher_lint
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# CPU build of PyTorch from this machine's disk; GPU users: see README "GPU install".
+	# PyTorch from PyPI (runs on CPU and CUDA); other CUDA versions: see README "GPU install".
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
