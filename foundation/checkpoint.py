@@ -34,6 +34,27 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def config_sha256(config: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON (sorted keys, no spaces) of a model's ``config`` dict."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def verify_config_hash(path: Path, meta: dict[str, Any], trained: dict[str, Any] | None = None) -> None:
+    """Raise CheckpointError when config.json's ``config`` no longer matches its recorded ``config_sha256``."""
+    recorded = meta.get("config_sha256")
+    if recorded is None or "config" not in meta or config_sha256(meta["config"]) == recorded:
+        return  # checkpoints saved before the hash existed still load
+    diff = ""
+    if trained is not None:
+        changed = sorted(k for k in set(trained) | set(meta["config"]) if trained.get(k) != meta["config"].get(k))
+        diff = " Changed: " + ", ".join(f"{k} (trained {trained.get(k)!r}, now {meta['config'].get(k)!r})" for k in changed) + "."
+    raise CheckpointError(
+        f"checkpoint {path}: config.json was edited after training (its config no longer matches config_sha256).{diff} "
+        "The weights only work with the configuration they were trained with: restore the original config.json "
+        "(re-download or re-save the model) instead of editing it."
+    )
+
+
 def write_checkpoint(
     path: str | os.PathLike,
     state_dict: dict[str, torch.Tensor],
@@ -47,8 +68,13 @@ def write_checkpoint(
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": FORMAT})
+        st_meta = {"format": FORMAT}
+        if "config" in config:
+            st_meta["config"] = json.dumps(config["config"], sort_keys=True)
+        save_file(tensors, str(tmp / "model.safetensors"), metadata=st_meta)
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **config}
+        if "config" in config:
+            meta["config_sha256"] = config_sha256(config["config"])
         (tmp / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
         (tmp / "vocab.json").write_text(json.dumps(vocab_json))
         if train_state is not None:
@@ -100,7 +126,17 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         state = load_file(str(path / "model.safetensors"))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path}: model.safetensors cannot be read ({exc}); the file is corrupt or truncated — re-save or re-download it.") from exc
+    verify_config_hash(path, config, _trained_config(path / "model.safetensors"))
     return state, config, vocab
+
+
+def _trained_config(weights: Path) -> dict[str, Any] | None:
+    """The config recorded inside model.safetensors' metadata at save (None for older checkpoints)."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as f:
+        raw = (f.metadata() or {}).get("config")
+    return json.loads(raw) if raw else None
 
 
 def read_train_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:

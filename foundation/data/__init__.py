@@ -29,10 +29,12 @@ from foundation.data.validate import (
     scan_counts,
     validate_anndata,
 )
+from foundation.data.symbols import symbols_as_var_names
 from foundation.data.vocab import GeneVocab, gencode_table, is_ensembl_id, strip_ensembl_version
 
 __all__ = [
     "GeneVocab",
+    "symbols_as_var_names",
     "gencode_table",
     "is_ensembl_id",
     "strip_ensembl_version",
