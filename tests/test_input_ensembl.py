@@ -1,7 +1,6 @@
 """Issue 15 item 5: Ensembl IDs as var_names (with .N suffixes) run end to end (real pbmc3k)."""
 
 import numpy as np
-import pytest
 
 from cellvq import pipeline
 from foundation.data import gencode_table, symbols_as_var_names

@@ -1,13 +1,11 @@
-"""Issue 15 item 4: Leiden on 10k+ real cells (scanpy neighbors broke with scipy 1.17's csr_array)."""
+"""Issue 15 item 4: Leiden on 10k+ real cells (scanpy 1.11.5 neighbors crashed on pynndescent 0.7 csr_array graphs)."""
 
 import numpy as np
-import pytest
 import scanpy as sc
 
 from foundation.tasks.clustering import leiden
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError, reason="issue 15 item 4 open: scanpy 1.11.5 neighbors calls csr_array.getnnz (fails with scipy 1.17.1 and 1.16.3)")
 def test_leiden_on_10k_cells(pbmc3k):
     a = pbmc3k.copy()
     sc.pp.normalize_total(a)
