@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from foundation.data.align import GeneAlignment, align_genes, align_names, to_vocab_csr
 from foundation.data.io import read_h5ad
+from foundation.data.symbols import symbols_as_var_names
 from foundation.data.validate import (
     INTEGER_TOL,
     CountsScan,
@@ -29,7 +30,6 @@ from foundation.data.validate import (
     scan_counts,
     validate_anndata,
 )
-from foundation.data.symbols import symbols_as_var_names
 from foundation.data.vocab import GeneVocab, gencode_table, is_ensembl_id, strip_ensembl_version
 
 __all__ = [
