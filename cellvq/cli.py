@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import sys
 from dataclasses import dataclass
@@ -34,10 +35,28 @@ def main(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebac
     logging.getLogger("foundation").setLevel(logging.INFO)
 
 
+# the library's hints name Python arguments; on the command line the same fix is a flag
+_CLI_SPELLING = (
+    (re.compile(r"\blayer=['\"](\w+)['\"]"), r"--layer \1"),
+    (re.compile(r"\bpass layer=\S*"), "pass --layer NAME"),
+    (re.compile(r"adata\.raw\.to_adata\(\)"), "adata.raw.to_adata() (in Python, then save the file)"),
+)
+
+
+def cli_spelling(message: str) -> str:
+    """``message`` with the Python spellings of fixes that have a flag replaced by that flag."""
+    for pattern, repl in _CLI_SPELLING:
+        message = pattern.sub(repl, message)
+    return message
+
+
 def fail(exc: BaseException, code: int = 1) -> None:
     if _state["debug"]:
         console.print_exception()
-    console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(cli_spelling(str(exc)))}", highlight=False,
+                  soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -239,6 +258,9 @@ def _run_job(input: Path, db: str, out_dir: Path | None, model_dir: Path | None,
     if out_dir is not None:
         check_out_dir(out_dir)
     adata = read_h5ad_checked(input)
+    from cellvq.obs_checks import resolve_obs_keys
+
+    groupby = resolve_obs_keys(adata, groupby, properties)  # before the model loads
     model = foundation.CellVQ.load(model_dir) if model_dir else None
     if adapt is not None:
         model = _adapt_for_run(adata, model or foundation.load_pretrained(), input, layer, seed, adapt)
@@ -350,7 +372,8 @@ def run_cmd(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Report folder (PNG figures + report.md).")] = None,
     model_dir: Annotated[Path | None, typer.Option("--model", help="Foundation checkpoint (default: shipped).")] = None,
     properties: Annotated[list[str] | None, typer.Option("--properties", help="obs columns used as property nodes.")] = None,
-    groupby: Annotated[str | None, typer.Option(help="obs column of known labels (cell types).")] = "cell_type",
+    groupby: Annotated[str | None, typer.Option(
+        help="obs column of known labels (cell types); default: cell_type when the file has it.")] = None,
     layer: Annotated[str | None, typer.Option(help="Layer holding raw counts (default: X).")] = None,
     graph_epochs: int = 100,
     dataset_id: Annotated[str | None, typer.Option(help="Dataset id in the store (default: file stem).")] = None,

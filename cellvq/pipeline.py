@@ -92,6 +92,10 @@ def run(
     if label_key is not None and label_key not in adata.obs:
         warnings.warn(f"obs[{label_key!r}] is absent: no labelled states or subtypes", stacklevel=2)
         label_key = None
+    if label_key is not None:
+        from cellvq.obs_checks import normalize_labels
+
+        normalize_labels(adata, label_key)  # integer labels as strings; missing labels named, not "nan"
 
     with _step("embed", timings, on_step):
         model = model or foundation.load_pretrained()
@@ -114,7 +118,7 @@ def run(
     with _step("subtypes", timings, on_step):
         if label_key:
             counts = adata.obs[label_key].value_counts()
-            chosen = list(subtype_types) if subtype_types else [t for t, n in counts.items() if n >= 100]
+            chosen = [str(t) for t in subtype_types] if subtype_types else [t for t, n in counts.items() if n >= 100]
             for t in chosen:
                 subtypes[str(t)] = cg.subtypes(adata, t, groupby=label_key, seed=seed, key_added="cellvq_graph_subtype")
             if subtypes:  # each call resets the column outside its own type: keep every type's labels
