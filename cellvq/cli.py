@@ -269,7 +269,10 @@ def _run_job(input: Path, db: str, out_dir: Path | None, model_dir: Path | None,
         task = prog.add_task("starting", total=len(steps))
 
         def on_step(name: str) -> None:
-            prog.update(task, description=f"{name} ({steps.index(name) + 1}/{len(steps)})", completed=steps.index(name))
+            k = steps.index(name)
+            prog.update(task, description=f"{name} ({k + 1}/{len(steps)})", completed=k)
+            if not console.is_terminal:  # a log file or a pipe: no live bar, so one plain line per step
+                console.print(f"step {k + 1}/{len(steps)}: {name}", highlight=False)
 
         command = _run_command(input, db, out_dir, model_dir, properties, groupby, layer, graph_epochs, dataset_id,
                                seed)
@@ -286,6 +289,7 @@ def _run_job(input: Path, db: str, out_dir: Path | None, model_dir: Path | None,
         if out_dir is not None:
             from cellvq.report import write_report
 
+            console.print(f"writing the report (figures and tables) to {out_dir} ...", highlight=False)
             write_report(res, out_dir)
         _print_markers(res, db, top)
     out.print(json.dumps({"runId": res.run_id, "db": res.db, **res.summary, "seconds": res.timings}, indent=2))

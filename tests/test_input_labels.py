@@ -72,3 +72,15 @@ def test_cli_errors_name_the_flag_not_the_python_argument(pbmc3k, tmp_path):
     text = res.output.replace("\n", " ")
     assert res.exit_code != 0 and "--layer" in text and "layer='" not in text, res.output
     assert "'counts'" in text  # the layer that holds the counts is named
+
+
+def test_run_without_a_terminal_logs_each_step(pbmc3k, tmp_path):
+    """Issue 15 item 12: with output to a pipe (no live progress bar) every step still prints a line."""
+    path = tmp_path / "pbmc.h5ad"
+    pbmc3k[:400].copy().write_h5ad(path)
+    res = CliRunner().invoke(app, ["run", str(path), "--db", str(tmp_path / "db"), "--graph-epochs", "2",
+                                   "--out", str(tmp_path / "report")])
+    assert res.exit_code == 0, res.output
+    for k, name in enumerate(["embed", "graph", "markers", "subtypes", "gene_network", "tables", "store"]):
+        assert f"step {k + 1}/7: {name}" in res.output
+    assert "writing the report" in res.output
