@@ -30,8 +30,10 @@ def adapt_and_save(model, adata, input: Path, cfg, out_dir: Path | None, command
     reference (recalibrated on these cells) are written there."""
     adata.uns["cellvq_source_file"] = str(input)
     command = command or shlex.join(["cellvq", *sys.argv[1:]])
-    child = model.adapt(adata, cfg, out=out_dir, command=command)
-    del adata.uns["cellvq_source_file"]
+    try:
+        child = model.adapt(adata, cfg, out=out_dir, command=command)
+    finally:  # the file name is only for the provenance record: never left in the user's AnnData
+        adata.uns.pop("cellvq_source_file", None)
     if out_dir is not None:
         from foundation import ood
 
