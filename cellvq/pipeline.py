@@ -86,8 +86,9 @@ def run(
     import foundation
 
     timings: dict[str, float] = {}
-    from foundation.data import symbols_as_var_names
+    from foundation.data import drop_counter_rows, symbols_as_var_names
 
+    drop_counter_rows(adata)  # HTSeq-count summary rows (__no_feature, ...) are not genes
     symbols_as_var_names(adata)  # Ensembl IDs -> symbols before the graph tables key genes by symbol
     if label_key is not None and label_key not in adata.obs:
         warnings.warn(f"obs[{label_key!r}] is absent: no labelled states or subtypes", stacklevel=2)
