@@ -10,18 +10,14 @@ raw counts is listed. Figures do not vary between machines.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
-import anndata as ad
-import numpy as np
-
 import foundation
-from foundation.data import align_names, annotate_coverage, symbols_as_var_names
-from foundation.data.coverage import counter_rows
+from foundation.data.coverage import file_coverage
+from foundation.datasets import shared_data_dir
 
-ROOT = Path(os.environ.get("CELLVQ_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+ROOT = shared_data_dir()
 MOUSE = {"pancreas_mouse_bastidas_ponce_counts.h5ad", "bastidas_ponce2019_mouse_pancreas_3696.h5ad"}
 OUT = Path(__file__).resolve().parent / "results"
 
@@ -30,25 +26,9 @@ def human_files(root: Path = ROOT) -> list[Path]:
     return sorted(p for p in root.rglob("*.h5ad") if p.name not in MOUSE)
 
 
-def measure(path: Path, vocab) -> dict:
-    """As the pipeline prepares a file: HTSeq rows dropped, Ensembl IDs mapped to symbols, then aligned."""
-    a = ad.read_h5ad(path)
-    col = np.asarray(a.X.sum(axis=0), dtype=np.float64).ravel()
-    counters = counter_rows(a.var_names)
-    a = a[:, ~counters].copy()
-    symbols_as_var_names(a)
-    al = align_names([str(n) for n in a.var_names], vocab, col_sums=col[~counters])
-    cov = annotate_coverage(a, vocab, col[~counters], trained=al.var_index >= 0, warn_share=1.0)
-    return {"file": str(path.relative_to(ROOT)), "cells": a.n_obs, "genes": int(cov.n_vars),
-            "counter_share": float(col[counters].sum() / max(col.sum(), 1)),
-            "full_share": cov.full_count_share, "trained_share": cov.trained_count_share,
-            "untrained_share": cov.untrained_count_share, "n_untrained": cov.n_untrained,
-            "n_unknown": cov.n_unknown, "unknown_examples": cov.unknown_examples[:5]}
-
-
 def main() -> int:
     vocab = foundation.load_pretrained().vocab
-    rows = [measure(p, vocab) for p in human_files()]
+    rows = [file_coverage(p, vocab, root=ROOT) for p in human_files()]
     OUT.mkdir(exist_ok=True)
     (OUT / "vocabulary.json").write_text(json.dumps(rows, indent=2))
     lines = ["# Vocabulary coverage (issue 11 item 1)", "",

@@ -34,6 +34,7 @@ __all__ = [
     "drop_counter_rows",
     "gene_coverage",
     "annotate_coverage",
+    "file_coverage",
 ]
 
 logger = logging.getLogger("foundation")
@@ -187,3 +188,25 @@ def annotate_coverage(adata, model_vocab: GeneVocab, col_sums: np.ndarray | None
             "(var['cellvq_untrained']); run `cellvq adapt` (CellVQ.adapt) to learn the rest from these counts.",
             UntrainedGenesWarning, stacklevel=2)
     return cov
+
+
+def file_coverage(path, vocab: GeneVocab, root=None) -> dict:
+    """Coverage of one h5ad's counts in ``X``, prepared as ``cellvq.pipeline.run`` prepares it (HTSeq rows
+    dropped, Ensembl IDs mapped to symbols), as one row of ``benchmarks/vocabulary.py``'s table."""
+    import anndata as ad
+
+    from foundation.data.align import align_names
+    from foundation.data.symbols import symbols_as_var_names
+
+    a = ad.read_h5ad(path)
+    col = np.asarray(a.X.sum(axis=0), dtype=np.float64).ravel()
+    counters = counter_rows(a.var_names)
+    a = a[:, ~counters].copy()
+    symbols_as_var_names(a)
+    al = align_names([str(n) for n in a.var_names], vocab, col_sums=col[~counters])
+    cov = annotate_coverage(a, vocab, col[~counters], trained=al.var_index >= 0, warn_share=1.0)
+    return {"file": str(path.relative_to(root)) if root else str(path), "cells": a.n_obs, "genes": int(cov.n_vars),
+            "counter_share": float(col[counters].sum() / max(col.sum(), 1)),
+            "full_share": cov.full_count_share, "trained_share": cov.trained_count_share,
+            "untrained_share": cov.untrained_count_share, "n_untrained": cov.n_untrained,
+            "n_unknown": cov.n_unknown, "unknown_examples": cov.unknown_examples[:5]}
