@@ -11,6 +11,7 @@ import os
 import re
 import shlex
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -37,6 +38,14 @@ def main(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebac
 
 # the library's hints name Python arguments; on the command line the same fix is a flag
 _CLI_SPELLING = (
+    (re.compile(r"CountsStream\(\.\.\., layer=\.\.\.\)"), "--layer NAME"),
+    (re.compile(r"\blayer=None (?:for X|to read adata\.X)"), "leave --layer out to read X"),
+    (re.compile(r"\b(as |)layer=\.\.\."), r"\1--layer NAME"),
+    (re.compile(r"\bvar_key=None to use var_names"), "leave --var-key out to use var_names"),
+    (re.compile(r"\bvar_key='<column>'"), "--var-key COLUMN"),
+    (re.compile(r"\bvar_key=['\"](\w+)['\"]"), r"--var-key \1"),
+    (re.compile(r"\bvar_key=(?![\w'\"])"), "--var-key COLUMN"),
+    (re.compile(r"\bvar_key (?='[^']*' not found in adata\.var)"), "--var-key "),
     (re.compile(r"\blayer=['\"](\w+)['\"]"), r"--layer \1"),
     (re.compile(r"\bpass layer=\S*"), "pass --layer NAME"),
     (re.compile(r"adata\.raw\.to_adata\(\)"), "adata.raw.to_adata() (in Python, then save the file)"),
@@ -191,6 +200,8 @@ def embed(
         "--backed", help="Leave X on disk: stream it in blocks of --chunk-rows cells (for files larger than "
         "memory); the output's X is copied by HDF5 without loading it.")] = False,
     chunk_rows: Annotated[int, typer.Option(help="Cells per block read from disk with --backed.")] = 8192,
+    var_key: Annotated[str | None, typer.Option(
+        "--var-key", help="var column holding gene symbols or Ensembl IDs (default: var_names).")] = None,
 ) -> None:
     """Embed cells: writes obsm['X_cellvq'], obs['cellvq_code'], varm['cellvq_gene'], ..."""
     try:
@@ -204,7 +215,7 @@ def embed(
         adata = read_h5ad_checked(input, backed=backed)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model = foundation.CellVQ.load(model_dir, device) if model_dir else foundation.load_pretrained(device)
-        model.embed(adata, batch_size=batch_size, layer=layer, chunk_rows=chunk_rows)
+        model.embed(adata, batch_size=batch_size, layer=layer, chunk_rows=chunk_rows, var_key=var_key)
         if not backed:
             from foundation import ood
 
@@ -247,7 +258,7 @@ def _print_table(df, title: str | None = None, max_rows: int = 40) -> None:
 
 def _run_job(input: Path, db: str, out_dir: Path | None, model_dir: Path | None, properties: list[str] | None,
              groupby: str | None, layer: str | None, graph_epochs: int, dataset_id: str | None, seed: int,
-             top: int, replace: bool = False, adapt: AdaptRequest | None = None) -> None:
+             top: int, replace: bool = False, adapt: AdaptRequest | None = None, var_key: str | None = None) -> None:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     import foundation
@@ -261,6 +272,7 @@ def _run_job(input: Path, db: str, out_dir: Path | None, model_dir: Path | None,
     from cellvq.obs_checks import resolve_obs_keys
 
     groupby = resolve_obs_keys(adata, groupby, properties)  # before the model loads
+    _check_counts_first(adata, layer, var_key)
     model = foundation.CellVQ.load(model_dir) if model_dir else None
     if adapt is not None:
         model = _adapt_for_run(adata, model or foundation.load_pretrained(), input, layer, seed, adapt)
@@ -276,6 +288,8 @@ def _run_job(input: Path, db: str, out_dir: Path | None, model_dir: Path | None,
 
         command = _run_command(input, db, out_dir, model_dir, properties, groupby, layer, graph_epochs, dataset_id,
                                seed)
+        if var_key:
+            command += f" --var-key {shlex.quote(var_key)}"
         if adapt is not None:
             command += f" --adapt --adapt-epochs {adapt.epochs} --adapt-out {shlex.quote(str(adapt.out))}"
         res = pipeline.run(adata, db=db, model=model, layer=layer, command=command,
@@ -290,11 +304,24 @@ def _run_job(input: Path, db: str, out_dir: Path | None, model_dir: Path | None,
             from cellvq.report import write_report
 
             console.print(f"writing the report (figures and tables) to {out_dir} ...", highlight=False)
+            t_report = time.perf_counter()
             write_report(res, out_dir)
+            console.print(f"report written in {time.perf_counter() - t_report:.1f} s", highlight=False)
         _print_markers(res, db, top)
     out.print(json.dumps({"runId": res.run_id, "db": res.db, **res.summary, "seconds": res.timings}, indent=2))
     if out_dir is not None:
         out.print(f"report: {out_dir / 'report.md'}")
+
+
+def _check_counts_first(adata, layer: str | None, var_key: str | None) -> None:
+    """--var-key, then the counts (layer, unique genes, raw integer counts, no empty cell): before the model
+    loads, so that bad input fails in seconds."""
+    from cellvq.io import use_var_column
+    from foundation.data import validate_anndata
+
+    if var_key:
+        use_var_column(adata, var_key)
+    validate_anndata(adata, layer)
 
 
 @dataclass
@@ -379,6 +406,8 @@ def run_cmd(
     groupby: Annotated[str | None, typer.Option(
         help="obs column of known labels (cell types); default: cell_type when the file has it.")] = None,
     layer: Annotated[str | None, typer.Option(help="Layer holding raw counts (default: X).")] = None,
+    var_key: Annotated[str | None, typer.Option(
+        "--var-key", help="var column holding gene symbols or Ensembl IDs (default: var_names).")] = None,
     graph_epochs: int = 100,
     dataset_id: Annotated[str | None, typer.Option(help="Dataset id in the store (default: file stem).")] = None,
     seed: int = 0,
@@ -398,7 +427,7 @@ def run_cmd(
         request = (AdaptRequest(adapt_epochs, adapt_out or input.with_name(f"{input.stem}_cellvq_adapted"))
                    if adapt else None)
         _run_job(input, db, out_dir, model_dir, properties, groupby, layer, graph_epochs, dataset_id, seed, top,
-                 replace, request)
+                 replace, request, var_key=var_key)
     except typer.Exit:
         raise
     except Exception as exc:  # noqa: BLE001

@@ -63,3 +63,21 @@ def write_h5ad_atomic(adata, output: str | Path) -> Path:
         if tmp.exists():
             tmp.unlink()
     return output
+
+
+def use_var_column(adata, column: str) -> None:
+    """`--var-key COLUMN`: gene names come from ``var[column]`` (made unique); the former var_names are kept
+    in ``var["original_var_names"]``."""
+    import difflib
+
+    import pandas as pd
+
+    if column not in adata.var:
+        cols = [str(c) for c in adata.var.columns]
+        close = difflib.get_close_matches(column, cols, n=1, cutoff=0.6)
+        hint = f" Did you mean --var-key {close[0]}?" if close else ""
+        raise ValueError(f"--var-key {column}: var has no column {column!r}.{hint} var columns: "
+                         f"{', '.join(cols[:20]) or '(none)'}.")
+    adata.var["original_var_names"] = adata.var_names.astype(str)
+    adata.var_names = pd.Index(adata.var[column].astype(str))
+    adata.var_names_make_unique()

@@ -75,19 +75,28 @@ def run(
     on_step: Callable[[str], None] | None = None,
     progress: bool = False,
     command: str | None = None,
+    quiet: bool = False,
 ) -> PipelineResult:
     """Run the whole chain on ``adata`` (raw counts) and, when ``db`` is given, write the run to it.
 
     ``label_key``: an obs column of known labels (cell types) used for labelled states, subtypes and
     marker tables beside the cell codes; skipped when absent. ``subtype_types``: the labels to split into
     subtypes (default: every label with at least 100 cells).
+
+    Phases are printed as plain lines on stderr (:class:`cellvq.progress.PhaseLog`) unless ``on_step`` is
+    given or ``quiet=True``.
     """
     import cellvq_graph as cg
     import foundation
 
     timings: dict[str, float] = {}
-    from foundation.data import symbols_as_var_names
+    if on_step is None and not quiet:
+        from cellvq.progress import PhaseLog
 
+        on_step = PhaseLog()
+    from foundation.data import drop_counter_rows, symbols_as_var_names
+
+    drop_counter_rows(adata)  # HTSeq-count summary rows (__no_feature, ...) are not genes
     symbols_as_var_names(adata)  # Ensembl IDs -> symbols before the graph tables key genes by symbol
     if label_key is not None and label_key not in adata.obs:
         warnings.warn(f"obs[{label_key!r}] is absent: no labelled states or subtypes", stacklevel=2)
@@ -170,6 +179,8 @@ def run(
         summary["code_nmi"] = round(float(normalized_mutual_info_score(labels, adata.obs["cellvq_code"])), 4)
     from graphdb.errors import redact_target
 
+    if hasattr(on_step, "done"):
+        on_step.done()
     return PipelineResult(adata, gmodel, tables, markers, subtypes, inter, net, prop_imp, run_id,
                           redact_target(db) if db is not None else None, timings, summary)
 

@@ -18,6 +18,7 @@ __all__ = [
     "CheckpointError",
     "MissingKeyError",
     "LowGeneMatchWarning",
+    "UntrainedGenesWarning",
 ]
 
 
@@ -62,3 +63,7 @@ class MissingKeyError(CellVQError, KeyError):
 
 class LowGeneMatchWarning(UserWarning):
     """The dataset matches the gene vocabulary, but less well than expected (results may degrade)."""
+
+
+class UntrainedGenesWarning(UserWarning):
+    """Genes of the full (GENCODE v44) vocabulary that the checkpoint never trained hold many of the counts."""

@@ -255,6 +255,7 @@ class CellVQ:
         ``bf16``: on a CUDA device, run the encoder under bf16 autocast, which also lets the packed
         variable-length flash attention run (see :mod:`foundation.nn.attention`); ignored on CPU."""
         from foundation.data import align_genes, check_nonempty_cells, check_unique_genes, to_vocab_csr
+        from foundation.data.coverage import annotate_coverage
         from foundation.data.validate import (
             _is_backed_matrix,
             get_counts,
@@ -275,7 +276,8 @@ class CellVQ:
                 return iter_row_chunks(X, chunk_rows)
         else:
             counts = get_counts(adata, layer)
-            libs, col_sums = np.asarray(counts.sum(1), dtype=np.float64).ravel(), None
+            libs = np.asarray(counts.sum(1), dtype=np.float64).ravel()
+            col_sums = np.asarray(counts.sum(0), dtype=np.float64).ravel()
 
             def blocks():
                 return iter(((0, counts),))
@@ -330,6 +332,7 @@ class CellVQ:
         adata.obs["cellvq_code_id"] = codes
         adata.varm["cellvq_gene"] = varm
         adata.var["cellvq_in_vocab"] = alignment.var_index >= 0
+        coverage = annotate_coverage(adata, self.vocab, col_sums, var_key=var_key, trained=alignment.var_index >= 0)
         if den is not None:
             adata.layers["cellvq_denoised"] = den
         adata.uns["cellvq"] = {
@@ -340,6 +343,9 @@ class CellVQ:
             "gene_match_rate": float(alignment.gene_match_rate),
             "n_measured_genes": int(alignment.measured.sum()),
             "count_match_rate": float(alignment.count_match_rate),
+            "n_untrained_genes": coverage.n_untrained,
+            "untrained_count_share": coverage.untrained_count_share,
+            "gencode_count_share": coverage.full_count_share,
             "codes_used": int((counts_per_code > 0).sum()),
             "code_perplexity": float(np.exp(-(p * np.log(p)).sum())),
             "cells_per_second": float(n / max(seconds, 1e-9)),

@@ -17,6 +17,13 @@ import importlib
 from typing import TYPE_CHECKING
 
 from foundation.data.align import GeneAlignment, align_genes, align_names, to_vocab_csr
+from foundation.data.coverage import (
+    VocabularyCoverage,
+    annotate_coverage,
+    drop_counter_rows,
+    full_vocabulary,
+    gene_coverage,
+)
 from foundation.data.io import read_h5ad
 from foundation.data.symbols import symbols_as_var_names
 from foundation.data.validate import (
@@ -35,6 +42,11 @@ from foundation.data.vocab import GeneVocab, gencode_table, is_ensembl_id, strip
 __all__ = [
     "GeneVocab",
     "symbols_as_var_names",
+    "VocabularyCoverage",
+    "annotate_coverage",
+    "drop_counter_rows",
+    "full_vocabulary",
+    "gene_coverage",
     "gencode_table",
     "is_ensembl_id",
     "strip_ensembl_version",

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from foundation.data.validate import _is_backed_matrix, get_matrix, iter_row_chunks
-from foundation.data.vocab import GeneVocab, is_ensembl_id
+from foundation.data.vocab import GeneVocab, gencode_table, is_ensembl_id
 from foundation.errors import LowGeneMatchWarning, MissingKeyError, VocabularyMismatchError
 
 __all__ = ["GeneAlignment", "align_genes", "align_names", "to_vocab_csr"]
@@ -117,10 +117,19 @@ def _var_names(adata: AnnData, var_key: str | None) -> list[str]:
     return ["" if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v) for v in col]
 
 
+def looks_like_mouse(names: list[str]) -> bool:
+    """True when most names are mouse-style symbols whose upper-case form is a human GENCODE v44 symbol
+    (``Gapdh`` -> ``GAPDH``); random or unknown names are not called mouse."""
+    if not names:
+        return False
+    human = set(gencode_table()["symbol"])
+    return float(np.mean([bool(_MOUSE_LIKE.match(n)) and n.upper() in human for n in names])) > 0.5
+
+
 def _mismatch_hint(names: list[str], adata_var_columns: list[str], var_key: str | None) -> str:
     hints = []
     sample = [n for n in names[:2000] if n]
-    if sample and np.mean([bool(_MOUSE_LIKE.match(n)) for n in sample]) > 0.5:
+    if looks_like_mouse(sample):
         hints.append("the names look like mouse symbols (e.g. 'Gapdh'); symbols are case-sensitive and the "
                      "vocabulary is human: map them to human orthologs first")
     other = [c for c in adata_var_columns if c != var_key]
