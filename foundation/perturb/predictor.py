@@ -65,13 +65,20 @@ class PerturbPredictor:
     def split_targets(self, names: list[str]) -> list[list[str]]:
         return [[t for t in re.split(self.cfg.sep, n) if t] for n in names]
 
-    def genetic_inputs(self, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        targets = self.split_targets(names)
+    def known_genes(self) -> pd.Index:
+        """Targets the predictor can read: the embedding vocabulary, the training targets (their own term)."""
         vocab = self.emb.index if self.emb is not None else pd.Index([])
-        bad = unknown_targets(targets, vocab, self.genes)
+        trained = [t for ts in self.split_targets(getattr(self, "train_names", [])) for t in ts]
+        return vocab.union(pd.Index(trained))
+
+    def genetic_inputs(self, names: list[str], fitting: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        targets = self.split_targets(names)
+        vocab = self.known_genes()
+        # without an embedding, training targets need no vocabulary (they carry only their own term)
+        bad = [] if fitting and self.emb is None else unknown_targets(targets, vocab, self.genes)
         if bad:
             raise ValueError(f"target genes {bad[:10]} are neither in the model's gene vocabulary "
-                             f"({len(vocab)} genes) nor measured; check the spelling (HGNC symbols), drop "
+                             f"({len(vocab)} genes) nor measured (--embedding {self.cfg.embedding}); check the spelling (HGNC symbols), drop "
                              "these perturbations, or use a checkpoint whose vocabulary has them (--model).")
         return target_features(self.emb, targets), gene_similarity(self.emb, targets, self.genes, self.cfg.sim_top)
 
@@ -82,9 +89,9 @@ class PerturbPredictor:
 
         return unit_rows(morgan_fingerprints(smiles, names=names).astype(np.float64))
 
-    def inputs(self, names: list[str], smiles: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
+    def inputs(self, names: list[str], smiles: list[str] | None, fitting: bool = False) -> tuple[np.ndarray, np.ndarray]:
         if self.cfg.kind == "genetic":
-            return self.genetic_inputs(names)
+            return self.genetic_inputs(names, fitting)
         if smiles is None:
             raise ValueError("a drug predictor needs SMILES for every compound: pass --smiles (CSV with columns "
                              "compound,smiles).")
@@ -92,7 +99,7 @@ class PerturbPredictor:
 
     # -------------------------------------------------------------------------------------- fit/predict
     def fit(self, data: PerturbData, smiles: list[str] | None = None) -> PerturbPredictor:
-        feats, sim = self.inputs(data.perturbations, smiles)
+        feats, sim = self.inputs(data.perturbations, smiles, fitting=True)
         self.model = CellVQPredictor().fit(feats, data.shift, sim)
         self.train_names = list(data.perturbations)
         return self
