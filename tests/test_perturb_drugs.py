@@ -116,13 +116,15 @@ def test_gdsc_pairs_and_splits(bulk):
 def test_gdsc_random_split_beats_per_drug_mean(bulk):
     r = _fold(bulk, "random", ["drug_mean", "drug_mean+line_mean", "ridge[expr+fp]", "mlp[expr+fp]"])
     print("\nGDSC random split, fold 0:", {m: {k: round(v, 3) for k, v in d.items()} for m, d in r.items()})
-    # measured fold 0: drug mean 0.855 overall / 0 per drug; ridge 0.887 / 0.527; mlp 0.89 / 0.54
+    # measured fold 0: drug mean 0.855 overall / 0 per drug; ridge 0.887 / 0.527; mlp 0.908 / 0.603
     assert 0.8 < r["drug_mean"]["pearson"] < 0.9 and r["drug_mean"]["median_drug_pearson"] == 0.0
     for m in ("ridge[expr+fp]", "mlp[expr+fp]"):
         assert r[m]["pearson"] > r["drug_mean"]["pearson"] + 0.02
         assert r[m]["median_drug_pearson"] > 0.45 and r[m]["rmse"] < r["drug_mean"]["rmse"] - 0.1
-    # ...but not the additive drug mean + line mean (measured 0.890 / 0.531) by more than noise
+    # the additive drug mean + line mean (measured 0.890 / 0.531) is as good as the ridge (itself additive);
+    # only the MLP, which can model line x drug interactions, ranks lines per drug better (measured 0.603)
     assert r["ridge[expr+fp]"]["median_drug_pearson"] < r["drug_mean+line_mean"]["median_drug_pearson"] + 0.03
+    assert r["mlp[expr+fp]"]["median_drug_pearson"] > r["drug_mean+line_mean"]["median_drug_pearson"] + 0.03
 
 
 def test_gdsc_unseen_drugs_fingerprints_vs_baselines(bulk):
