@@ -240,3 +240,39 @@ def test_cli_bad_input_errors(papalexi_minus_cmtm6, tmp_path):
     res = run("train", str(tmp_path / "renamed.h5ad"), "--out", str(tmp_path / "m4"))
     assert res.exit_code == 1 and "['NOTAGENE1']" in res.output and "vocabulary" in res.output
     assert not (tmp_path / "m4").exists()
+
+
+def test_cli_drug_kind_round_trip(papalexi_minus_cmtm6, drug_table, tmp_path):
+    """Plumbing of `--kind drug` (no real multi-compound single-cell set with a control exists offline):
+    Papalexi cells whose knock-out labels are renamed to GDSC compounds. The model reads the fingerprints
+    and, for a training compound, predicts a shift that follows that group's observed shift."""
+    import anndata as ad
+
+    from cellvq.cli import app
+
+    path, _ = papalexi_minus_cmtm6
+    a = ad.read_h5ad(path)
+    names = ["Trametinib", "Selumetinib", "Gefitinib", "Erlotinib", "Cisplatin", "Docetaxel"]
+    groups = ["IFNGR1", "IFNGR2", "JAK2", "STAT1", "IRF1", "ATF2"]
+    keep = a.obs["perturbation"].isin(groups + ["non-targeting"]).to_numpy()
+    a = a[keep].copy()
+    a.obs["compound"] = a.obs["perturbation"].astype(str).replace(dict(zip(groups, names)))
+    a.write_h5ad(tmp_path / "renamed.h5ad")
+    smiles = tmp_path / "smiles.csv"
+    pd.DataFrame({"compound": names, "smiles": [_by_name(drug_table, n) for n in names]}).to_csv(smiles, index=False)
+    model = tmp_path / "dmodel"
+    res = CliRunner().invoke(app, ["perturb", "train", str(tmp_path / "renamed.h5ad"), "--kind", "drug", "--key",
+                                   "compound", "--control", "non-targeting", "--smiles", str(smiles), "--out", str(model)])
+    assert res.exit_code == 0, res.output
+    observed = pd.read_csv(model / "observed.csv")
+    assert sorted(observed["perturbation"].unique()) == sorted(names)
+    res = CliRunner().invoke(app, ["perturb", "predict", str(model), "--smiles", str(smiles), "--out", str(tmp_path / "p.csv")])
+    assert res.exit_code == 0, res.output
+    pred = pd.read_csv(tmp_path / "p.csv")
+    assert pred["predicted"].all() and pred["perturbation"].nunique() == 6
+    o = observed[observed.perturbation == "Trametinib"].set_index("gene")["delta"]
+    p = pred[pred.perturbation == "Trametinib"].set_index("gene")["delta"].loc[o.index]
+    assert np.corrcoef(o, p)[0, 1] > 0.5
+    # a drug model needs --smiles at predict time
+    res = CliRunner().invoke(app, ["perturb", "predict", str(model), "--perturbations", "X", "--out", str(tmp_path / "q.csv")])
+    assert res.exit_code == 1 and "--smiles" in res.output and not (tmp_path / "q.csv").exists()
