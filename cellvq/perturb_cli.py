@@ -13,8 +13,9 @@ perturb_app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 
 def run_evaluation(input: Path, key: str, control: str, batch_key: str | None, min_cells: int,
-                   folds: int, seed: int, model_dir: Path | None):
-    """Read ``input``, compute observed shifts, evaluate every method; returns the tidy table."""
+                   folds: int, seed: int, model_dir: Path | None, figure: Path | None = None):
+    """Read ``input``, compute observed shifts, evaluate every method; returns the tidy table. With
+    ``figure``, also plot the CellVQ predictor's held-out predictions vs the observed shifts (PNG)."""
     import foundation
     from cellvq.io import read_h5ad_checked
     from foundation.perturb import EvalConfig, PerturbConfig, evaluate, perturbation_shifts
@@ -24,7 +25,14 @@ def run_evaluation(input: Path, key: str, control: str, batch_key: str | None, m
         raise KeyError(f"obs has no column {batch_key!r}; pass an existing column with --batch-key or leave it out.")
     data = perturbation_shifts(adata, PerturbConfig(key=key, control=control, batch_key=batch_key, min_cells=min_cells))
     model = foundation.CellVQ.load(model_dir) if model_dir else foundation.load_pretrained()
-    return evaluate(data, model.gene_embedding(), EvalConfig(n_folds=folds, seed=seed), dataset=input.stem)
+    cfg = EvalConfig(n_folds=folds, seed=seed)
+    table = evaluate(data, model.gene_embedding(), cfg, dataset=input.stem)
+    if figure is not None:
+        from foundation.perturb.plot import held_out_predictions, plot_held_out
+
+        method = "cellvq_predictor[cellvq]"
+        plot_held_out(data, held_out_predictions(data, model.gene_embedding(), method, cfg), figure, method)
+    return table
 
 
 @perturb_app.command("evaluate")
@@ -38,17 +46,17 @@ def evaluate_cmd(
     folds: Annotated[int, typer.Option("--folds", help="Grouped folds over perturbations.")] = 5,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     model_dir: Annotated[Path | None, typer.Option("--model", help="Checkpoint folder (default: the shipped one).")] = None,
+    figure: Annotated[Path | None, typer.Option("--figure", help="PNG of held-out predicted vs observed shifts (top DE genes).")] = None,
 ) -> None:
     """Hold out every perturbation once; write per-perturbation metrics and print the mean per method."""
     from cellvq.cli import fail, out
     from foundation.perturb import summarize
 
     try:
-        table = run_evaluation(input, key, control, batch_key, min_cells, folds, seed, model_dir)
-        out_csv.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out_csv, index=False)
+        table = run_evaluation(input, key, control, batch_key, min_cells, folds, seed, model_dir, figure)
+        write_csv_atomic(table, out_csv)
         out.print(summarize(table).round(3).to_string(index=False), markup=False, highlight=False, soft_wrap=True)
-        out.print(f"wrote {out_csv}")
+        out.print(f"wrote {out_csv}" + (f" and {figure}" if figure else ""))
     except typer.Exit:
         raise
     except Exception as exc:  # noqa: BLE001

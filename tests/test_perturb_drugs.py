@@ -276,3 +276,25 @@ def test_cli_drug_kind_round_trip(papalexi_minus_cmtm6, drug_table, tmp_path):
     # a drug model needs --smiles at predict time
     res = CliRunner().invoke(app, ["perturb", "predict", str(model), "--perturbations", "X", "--out", str(tmp_path / "q.csv")])
     assert res.exit_code == 1 and "--smiles" in res.output and not (tmp_path / "q.csv").exists()
+
+
+def test_cli_evaluate_figure_of_held_out_predictions(tmp_path):
+    """`cellvq perturb evaluate --figure`: the plotted predictions are the held-out ones the metrics use."""
+    import foundation
+    from cellvq.cli import app
+    from foundation.perturb import perturbation_shifts
+    from foundation.perturb.metrics import perturbation_metrics
+    from foundation.perturb.plot import held_out_predictions
+
+    pap = tmp_path / "papalexi.h5ad"
+    datasets.papalexi_crispr().write_h5ad(pap)
+    fig, csv = tmp_path / "fig" / "held_out.png", tmp_path / "metrics.csv"
+    res = CliRunner().invoke(app, ["perturb", "evaluate", str(pap), "--out", str(csv), "--figure", str(fig)])
+    assert res.exit_code == 0, res.output
+    assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and fig.stat().st_size > 20_000
+    table = pd.read_csv(csv)
+    data = perturbation_shifts(datasets.papalexi_crispr())
+    preds = held_out_predictions(data, foundation.load_pretrained().gene_embedding(), "cellvq_predictor[cellvq]")
+    row = table[(table.method == "cellvq_predictor[cellvq]") & (table.perturbation == "IFNGR2")].iloc[0]
+    i = data.perturbations.index("IFNGR2")
+    assert perturbation_metrics(preds[i], data.shift[i], data.de[i])["pearson_de"] == pytest.approx(row.pearson_de)
