@@ -1,23 +1,34 @@
-"""graphdb benchmark: load throughput, named-query latency, Neo4j batch-size sweep.
+"""graphdb benchmark: load throughput on both stores, side by side, and named-query latency.
 
 The run is the real PBMC 3k analysis of ``tests/graphdb_fixtures.py`` (states, markers, gene
 networks, bridges, properties) with its cells resampled (with replacement, seeded) to
-``--cells`` cells: every synthetic cell copies one real cell's states, properties and top-k
-expressed genes. At 100,000 cells and ``--top-k 8`` that is ~1.3 M relationships
-(IN_STATE + HAS_PROPERTY + EXPRESSES + the gene/state layers).
+``--cells`` cells: every synthetic cell copies one real cell's table rows -- its states,
+properties, top-k expressed genes and QC columns. At 100,000 cells and ``--top-k 8`` that is
+~1.38 M rows (~1.28 M relationships).
 
-Measured:
+Measured on that same run, in one process:
 
-* LadybugDB load: ``write_run`` (bulk COPY, one transaction) of the whole run, rows/s; a
-  re-write of the same run (delete + load); and, as the baseline in the same process, the
-  ``UNWIND`` write path (the Neo4j statements) on a subset, so the COPY/UNWIND ratio is honest.
-* Named-query latency on the loaded store: p50 / p95 over ``--repeats`` calls after warm-up.
-* Neo4j (only when ``NEO4J_URI`` is set): online write throughput for several batch sizes.
+* **LadybugDB COPY** -- ``write_run`` (bulk COPY, one transaction), rows/s and wall time; and,
+  as the in-process baseline, the ``UNWIND`` path (the Neo4j statements) on a ``--unwind-cells``
+  subset, so the COPY/UNWIND ratio is honest.
+* **Neo4j online** -- ``write_run`` (``UNWIND`` batches, one managed transaction each) at every
+  ``--neo4j-batch-sizes`` size into a live Neo4j 5.26 (``NEO4J_URI``, else the project's test
+  server from Maven Central, started here). Each size writes the run under its own run and
+  dataset id, so every write creates all of its nodes and relationships.
+* **Neo4j bulk import** -- ``write_bulk_import`` (CSV files) and ``neo4j-admin database import
+  full`` (Neo4j's own tool from the same Maven jars, :mod:`graphdb.neo4j_admin`) into a fresh
+  home, ``--import-repeats`` times (median); rows/s of the tool's import time and of the whole
+  process (JVM start included).
+* **Named-query latency** -- p50 / p95 over ``--repeats`` calls (after warm-up) of every named
+  query, on the LadybugDB store and on the bulk-imported Neo4j database (the same run, the only
+  one in each store).
 
-Writes ``benchmarks/results/graphdb.json`` and ``benchmarks/results/graphdb.md``.
+Goals (issue 12): bulk import >= 1 M rows/s, online writes >= 50 k rows/s, every named query
+p50 < 50 ms at 100 k cells on both stores. Writes ``benchmarks/results/graphdb.json`` and
+``graphdb.md`` (``--out``).
 
-    python benchmarks/graphdb.py                     # 100k cells
-    python benchmarks/graphdb.py --cells 20000       # quicker
+    python benchmarks/graphdb.py                          # 100k cells, both stores
+    python benchmarks/graphdb.py --cells 20000 --stores ladybug
 """
 
 from __future__ import annotations
@@ -30,6 +41,8 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,10 +55,36 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from graphdb_fixtures import pbmc_run_tables  # noqa: E402
 
-from graphdb import RunTables, open_store  # noqa: E402
+from graphdb import RunTables, open_store, write_bulk_import  # noqa: E402
+from graphdb.neo4j_admin import AdminConfig, import_full  # noqa: E402
+
+GOALS = {"bulk_rows_per_s": 1_000_000, "online_rows_per_s": 50_000, "query_p50_ms": 50.0}
 
 
-def scaled_tables(n_cells: int, top_k: int, seed: int, run_id: str = "bench-pbmc") -> RunTables:
+@dataclass
+class BenchConfig:
+    """What to run (the command-line flags)."""
+
+    cells: int = 100_000
+    top_k: int = 8
+    repeats: int = 20
+    seed: int = 0
+    stores: tuple[str, ...] = ("ladybug", "neo4j")
+    unwind_cells: int = 5_000
+    unwind_batch: int = 10_000
+    neo4j_batch_sizes: tuple[int, ...] = (1_000, 5_000, 20_000)
+    import_repeats: int = 3
+    neo4j_heap: str = "2g"
+    rewrite: bool = False
+    out: Path = ROOT / "benchmarks" / "results"
+    db_dir: Path | None = None
+
+
+# ---- the run ---------------------------------------------------------------------------------
+
+
+def scaled_tables(n_cells: int, top_k: int, seed: int, run_id: str = "bench-pbmc",
+                  dataset_id: str | None = None) -> RunTables:
     """PBMC 3k resampled to ``n_cells`` cells (see the module docstring)."""
     base = pbmc_run_tables(run_id, expresses_top_k=top_k)
     rng = np.random.default_rng(seed)
@@ -59,32 +98,33 @@ def scaled_tables(n_cells: int, top_k: int, seed: int, run_id: str = "bench-pbmc
         return out.drop(columns="src")
 
     dataset = base.dataset.copy()
-    dataset["datasetId"] = f"pbmc3k-x{n_cells}"
+    dataset["datasetId"] = dataset_id or f"pbmc3k-x{n_cells}"
     dataset["nCells"] = n_cells
-    states = base.states.drop(columns=["nCells"])
     return RunTables(
         run=base.run | {"parameters": json.dumps({"cells": n_cells, "topK": top_k, "seed": seed})},
-        dataset=dataset,
-        cells=cells,
-        genes=base.genes,
-        states=states,
-        properties=base.properties,
-        cell_state=expand(base.cell_state),
-        cell_property=expand(base.cell_property),
-        markers=base.markers,
-        co_expressed=base.co_expressed,
-        regulates=base.regulates,
-        subtype_of=base.subtype_of,
-        bridges=base.bridges,
-        associated_with=base.associated_with,
+        dataset=dataset, cells=cells, genes=base.genes, states=base.states.drop(columns=["nCells"]),
+        properties=base.properties, cell_state=expand(base.cell_state), cell_property=expand(base.cell_property),
+        markers=base.markers, co_expressed=base.co_expressed, regulates=base.regulates,
+        subtype_of=base.subtype_of, bridges=base.bridges, associated_with=base.associated_with,
         expresses=expand(base.expresses),
     )
+
+
+def relabelled(tables: RunTables, run_id: str, dataset_id: str) -> RunTables:
+    """The same run under another run id and dataset id (its own nodes in a shared store)."""
+    dataset = tables.dataset.copy()
+    dataset["datasetId"] = dataset_id
+    fields = {name: getattr(tables, name) for name in RunTables.TABLE_NAMES}
+    return RunTables(run=tables.run | {"runId": run_id}, **(fields | {"dataset": dataset}))
 
 
 def n_edges(t: RunTables) -> int:
     return sum(len(getattr(t, n)) for n in (
         "cell_state", "cell_property", "markers", "co_expressed", "regulates", "subtype_of", "bridges",
         "associated_with", "expresses")) + 1
+
+
+# ---- latency ---------------------------------------------------------------------------------
 
 
 def latency(fn, repeats: int, warmup: int = 2) -> dict[str, float]:
@@ -100,159 +140,321 @@ def latency(fn, repeats: int, warmup: int = 2) -> dict[str, float]:
             "min_ms": float(arr.min()), "repeats": repeats}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cells", type=int, default=100_000, help="cells in the scaled run (default 100000)")
-    ap.add_argument("--top-k", type=int, default=8, help="EXPRESSES edges per cell (default 8)")
-    ap.add_argument("--repeats", type=int, default=20, help="calls per named query (default 20)")
-    ap.add_argument("--unwind-cells", type=int, default=5_000, help="cells in the UNWIND baseline run")
-    ap.add_argument("--unwind-batch", type=int, default=10_000, help="UNWIND batch size on LadybugDB")
-    ap.add_argument("--neo4j-cells", type=int, default=20_000, help="cells in the Neo4j sweep run")
-    ap.add_argument("--neo4j-batch-sizes", default="1000,5000,10000,20000,50000")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    ap.add_argument("--db-dir", type=Path, default=None, help="where the database goes (default: a temp dir)")
-    args = ap.parse_args()
-
-    import ladybug
-
-    results: dict = {
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "load_average_at_start": list(os.getloadavg()),
-            "ladybug": getattr(ladybug, "__version__", "?"),
-        },
-        "args": {k: str(v) for k, v in vars(args).items()},
+def named_queries(store, run_id: str, tmp: Path) -> dict:
+    """Every named query (and one user query) on ``run_id``: name -> zero-argument call."""
+    return {
+        "markers('B', top=20)": lambda: store.markers("B", top=20, run_id=run_id),
+        "states_for_gene('LYZ')": lambda: store.states_for_gene("LYZ", run_id=run_id),
+        "subtype_graph('T cell')": lambda: store.subtype_graph("T cell", run_id=run_id),
+        "gene_network('LYZ', depth=1)": lambda: store.gene_network("LYZ", depth=1, run_id=run_id),
+        "gene_network('LYZ', depth=2, kinds=REGULATES)": lambda: store.gene_network(
+            "LYZ", depth=2, kinds=("REGULATES",), run_id=run_id),
+        "state_properties('Monocyte')": lambda: store.state_properties("Monocyte", run_id=run_id),
+        "state_properties('T cell')": lambda: store.state_properties("T cell", run_id=run_id),
+        "compare_states('Naive CD4 T', 'Memory CD4 T')": lambda: store.compare_states(
+            "Naive CD4 T", "Memory CD4 T", run_id=run_id),
+        "export_grn(graphml)": lambda: store.export_grn(tmp / f"grn-{store.backend}.graphml", run_id=run_id),
+        "query(cells per state)": lambda: store.query(
+            "MATCH (c:Cell)-[:IN_STATE {runId: $runId}]->(s:CellState) RETURN s.stateId AS state, count(c) AS n",
+            {"runId": run_id}),
     }
-    print(f"building a {args.cells:,}-cell run from PBMC 3k ...", flush=True)
-    t0 = time.perf_counter()
-    tables = scaled_tables(args.cells, args.top_k, args.seed)
-    small = scaled_tables(args.unwind_cells, args.top_k, args.seed, run_id="bench-unwind")
-    results["build_s"] = time.perf_counter() - t0
-    results["run"] = {"cells": args.cells, "rows": tables.n_rows(), "edges": n_edges(tables), **tables.summary()}
-    print(f"  {tables.n_rows():,} rows, {n_edges(tables):,} relationships", flush=True)
 
-    scratch = None if args.db_dir else tempfile.TemporaryDirectory(prefix="graphdb-bench-")
-    tmp = Path(args.db_dir) if args.db_dir else Path(scratch.name)
-    tmp.mkdir(parents=True, exist_ok=True)
-    db_path = tmp / f"bench-{uuid.uuid4().hex[:6]}.lbug"
-    with open_store(db_path) as store:
+
+def query_latency(store, run_id: str, tmp: Path, repeats: int, desc: str) -> dict:
+    calls = named_queries(store, run_id, tmp)
+    return {name: latency(fn, repeats) for name, fn in tqdm(calls.items(), desc=desc, unit="query")}
+
+
+# ---- LadybugDB -------------------------------------------------------------------------------
+
+
+def bench_ladybug(tables: RunTables, cfg: BenchConfig, tmp: Path) -> dict:
+    out: dict = {}
+    with open_store(tmp / f"bench-{uuid.uuid4().hex[:6]}.lbug") as store:
         report = store.write_run(tables, progress=True)
-        results["ladybug_load"] = {
-            "seconds": report.seconds, "rows": report.total_rows, "rows_per_s": report.rows_per_second,
-            "edges_per_s": n_edges(tables) / report.seconds,
-        }
-        print(f"  COPY load: {report.seconds:.1f} s, {report.rows_per_second:,.0f} rows/s", flush=True)
-        before = store.counts()
-        rewrite = store.write_run(tables, progress=True)
-        assert store.counts() == before, "re-write changed the counts"
-        results["ladybug_rewrite"] = {"seconds": rewrite.seconds, "rows_per_s": rewrite.rows_per_second}
-        print(f"  re-write (delete + COPY): {rewrite.seconds:.1f} s", flush=True)
-
-        queries = {
-            "markers('B', top=20)": lambda: store.markers("B", top=20),
-            "states_for_gene('LYZ')": lambda: store.states_for_gene("LYZ"),
-            "subtype_graph('T cell')": lambda: store.subtype_graph("T cell"),
-            "gene_network('LYZ', depth=1)": lambda: store.gene_network("LYZ", depth=1),
-            "gene_network('LYZ', depth=2, kinds=REGULATES)": lambda: store.gene_network(
-                "LYZ", depth=2, kinds=("REGULATES",)),
-            "state_properties('Monocyte')": lambda: store.state_properties("Monocyte"),
-            "state_properties('T cell')": lambda: store.state_properties("T cell"),
-            "compare_states('Naive CD4 T', 'Memory CD4 T')": lambda: store.compare_states("Naive CD4 T", "Memory CD4 T"),
-            "query(cells per state)": lambda: store.query(
-                "MATCH (c:Cell)-[:IN_STATE {runId: $runId}]->(s:CellState) RETURN s.stateId AS state, count(c) AS n",
-                {"runId": tables.run_id}),
-            "export_grn(graphml)": lambda: store.export_grn(tmp / "grn.graphml"),
-        }
-        lat = {}
-        for name, fn in tqdm(queries.items(), desc="query latency", unit="query"):
-            lat[name] = latency(fn, args.repeats)
-        results["ladybug_query_latency"] = lat
-
-    # baseline in the same process: the UNWIND (Neo4j statement) path vs COPY on the same subset
+        out["copy"] = {"seconds": report.seconds, "rows": report.total_rows, "rows_per_s": report.rows_per_second}
+        print(f"  LadybugDB COPY: {report.seconds:.1f} s, {report.rows_per_second:,.0f} rows/s", flush=True)
+        if cfg.rewrite:
+            before = store.counts()
+            again = store.write_run(tables, progress=True)
+            assert store.counts() == before, "re-write changed the counts"
+            out["rewrite"] = {"seconds": again.seconds, "rows_per_s": again.rows_per_second}
+        out["latency"] = query_latency(store, tables.run_id, tmp, cfg.repeats, "LadybugDB query latency")
+    small = scaled_tables(cfg.unwind_cells, cfg.top_k, cfg.seed, run_id="bench-unwind")
     with open_store(tmp / f"unwind-{uuid.uuid4().hex[:6]}.lbug") as a, open_store(
-        tmp / f"copy-{uuid.uuid4().hex[:6]}.lbug"
-    ) as b:
-        unwind = a.write_run(small, method="unwind", batch_size=args.unwind_batch, progress=True)
+            tmp / f"copy-{uuid.uuid4().hex[:6]}.lbug") as b:
+        unwind = a.write_run(small, method="unwind", batch_size=cfg.unwind_batch, progress=True)
         copy = b.write_run(small)
-        assert a.counts() == b.counts()
-        results["ladybug_subset"] = {
-            "cells": args.unwind_cells, "rows": copy.total_rows,
-            "copy_rows_per_s": copy.rows_per_second, "unwind_rows_per_s": unwind.rows_per_second,
-            "copy_over_unwind": copy.rows_per_second / unwind.rows_per_second,
-        }
+        assert a.counts() == b.counts(), "UNWIND and COPY wrote different counts"
+    out["subset"] = {"cells": cfg.unwind_cells, "rows": copy.total_rows, "copy_rows_per_s": copy.rows_per_second,
+                     "unwind_rows_per_s": unwind.rows_per_second,
+                     "copy_over_unwind": copy.rows_per_second / unwind.rows_per_second}
+    return out
 
-    uri = os.environ.get("NEO4J_URI")
-    if uri:
-        sweep = {}
-        neo = scaled_tables(args.neo4j_cells, args.top_k, args.seed, run_id=f"bench-{uuid.uuid4().hex[:6]}")
-        with open_store(uri) as store:
-            for bs in [int(x) for x in args.neo4j_batch_sizes.split(",")]:
-                rep = store.write_run(neo, batch_size=bs, progress=True)
-                sweep[str(bs)] = {"seconds": rep.seconds, "rows_per_s": rep.rows_per_second}
-                print(f"  Neo4j batch {bs}: {rep.rows_per_second:,.0f} rows/s", flush=True)
-            lat = {"markers('B', top=20)": latency(lambda: store.markers("B", top=20, run_id=neo.run_id), args.repeats)}
-            store.delete_run(neo.run_id)
-        results["neo4j_batch_sweep"] = {"cells": args.neo4j_cells, "rows": neo.n_rows(), "batches": sweep,
-                                        "query_latency": lat}
-    else:
-        results["neo4j_batch_sweep"] = {"skipped": "NEO4J_URI is not set; set it (and NEO4J_USER/NEO4J_PASSWORD) to run"}
 
-    if scratch is not None:
-        scratch.cleanup()
-    results["load_average_at_end"] = list(os.getloadavg())
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "graphdb.json").write_text(json.dumps(results, indent=2))
-    (args.out / "graphdb.md").write_text(markdown(results))
-    print(markdown(results))
+# ---- Neo4j -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def neo4j_server(cfg: BenchConfig, home: Path | None = None):
+    """``(uri, user, password)`` of a live Neo4j: ``NEO4J_URI`` (online writes only) or a test server."""
+    if home is None and os.environ.get("NEO4J_URI"):
+        yield os.environ["NEO4J_URI"], os.environ.get("NEO4J_USER", "neo4j"), os.environ.get("NEO4J_PASSWORD"), None
+        return
+    from neo4j_server import Neo4jTestServer, ServerConfig
+
+    server = Neo4jTestServer(ServerConfig(home=home, heap=cfg.neo4j_heap))
+    server.start()
+    try:
+        yield server.uri, server.user, server.password, server.startup_seconds
+    finally:
+        server.stop()
+
+
+def bench_online(tables: RunTables, cfg: BenchConfig) -> dict:
+    """Online UNWIND writes at each batch size; each under its own run and dataset id."""
+    out: dict = {"batches": {}}
+    with neo4j_server(cfg) as (uri, user, password, startup):
+        out["server_startup_s"] = startup
+        with open_store(uri, user=user, password=password) as store:
+            for bs in cfg.neo4j_batch_sizes:
+                tag = f"bench-b{bs}-{uuid.uuid4().hex[:6]}"
+                run = relabelled(tables, tag, tag)
+                report = store.write_run(run, batch_size=bs, progress=True)
+                counts = store.counts(tag)
+                assert counts["EXPRESSES"] == len(tables.expresses), counts
+                out["batches"][str(bs)] = {"seconds": report.seconds, "rows": report.total_rows,
+                                           "rows_per_s": report.rows_per_second}
+                print(f"  Neo4j online, batch {bs}: {report.seconds:.1f} s, {report.rows_per_second:,.0f} rows/s",
+                      flush=True)
+                if os.environ.get("NEO4J_URI"):
+                    store.delete_run(tag)
+    return out
+
+
+def bench_bulk(tables: RunTables, cfg: BenchConfig, tmp: Path) -> dict:
+    """CSV files, neo4j-admin import (median of repeats), then latency on the imported database."""
+    t0 = time.perf_counter()
+    files = write_bulk_import(tables, tmp / "bulk-csv")
+    out: dict = {"csv_write_s": time.perf_counter() - t0, "imports": []}
+    home = tmp / "bulk-home"
+    for i in range(cfg.import_repeats):
+        result = import_full(files, AdminConfig(home=home, heap=cfg.neo4j_heap, max_off_heap_memory="2g"))
+        out["imports"].append({"tool_s": result.tool_seconds, "wall_s": result.wall_seconds, "rows": result.rows,
+                               "nodes": result.nodes, "relationships": result.relationships})
+        print(f"  neo4j-admin import {i + 1}/{cfg.import_repeats}: {result.tool_seconds:.1f} s "
+              f"({result.rows_per_second:,.0f} rows/s), process {result.wall_seconds:.1f} s", flush=True)
+    tool = float(np.median([r["tool_s"] for r in out["imports"]]))
+    wall = float(np.median([r["wall_s"] for r in out["imports"]]))
+    rows = out["imports"][0]["rows"]
+    out |= {"rows": rows, "tool_s": tool, "wall_s": wall, "rows_per_s": rows / tool, "rows_per_s_wall": rows / wall}
+    with neo4j_server(cfg, home=home) as (uri, user, password, startup):
+        out["server_startup_s"] = startup
+        with open_store(uri, user=user, password=password) as store:
+            _await_indexes(uri, user, password)
+            counts = store.counts()
+            assert counts == {k: files.rows.get(k, 0) for k in counts}, counts
+            out["latency"] = query_latency(store, tables.run_id, tmp, cfg.repeats, "Neo4j query latency")
+    return out
+
+
+def _await_indexes(uri: str, user: str, password: str | None) -> None:
+    import neo4j
+
+    with neo4j.GraphDatabase.driver(uri, auth=(user, password)) as driver, driver.session() as session:
+        session.run("CALL db.awaitIndexes(600)").consume()
+
+
+# ---- summary and report ----------------------------------------------------------------------
+
+
+def summarise(r: dict) -> dict:
+    """Ratios against the in-process baselines and the issue's goals."""
+    s: dict = {"ratios": {}, "goals": {}}
+    lady, online, bulk = r.get("ladybug"), r.get("neo4j_online"), r.get("neo4j_bulk")
+    best_online = max((v["rows_per_s"] for v in online["batches"].values()), default=None) if online else None
+    if bulk and best_online:
+        s["ratios"]["bulk_over_best_online"] = bulk["rows_per_s"] / best_online
+    if lady and best_online:
+        s["ratios"]["ladybug_copy_over_best_online"] = lady["copy"]["rows_per_s"] / best_online
+    if lady and bulk:
+        s["ratios"]["bulk_over_ladybug_copy"] = bulk["rows_per_s"] / lady["copy"]["rows_per_s"]
+        s["ratios"]["neo4j_p50_over_ladybug_p50"] = {
+            q: bulk["latency"][q]["p50_ms"] / lady["latency"][q]["p50_ms"] for q in lady["latency"]}
+    if bulk:
+        s["goals"]["bulk_rows_per_s"] = _goal(bulk["rows_per_s"], GOALS["bulk_rows_per_s"], higher=True)
+    if best_online:
+        s["goals"]["online_rows_per_s"] = _goal(best_online, GOALS["online_rows_per_s"], higher=True)
+    for store, part in (("ladybug", lady), ("neo4j", bulk)):
+        if part:
+            worst = max(part["latency"].items(), key=lambda kv: kv[1]["p50_ms"])
+            s["goals"][f"{store}_worst_query_p50_ms"] = _goal(worst[1]["p50_ms"], GOALS["query_p50_ms"], higher=False)
+            s["goals"][f"{store}_worst_query_p50_ms"]["query"] = worst[0]
+    return s
+
+
+def _goal(value: float, target: float, *, higher: bool) -> dict:
+    return {"value": value, "goal": target, "met": bool(value >= target if higher else value < target)}
 
 
 def markdown(r: dict) -> str:
-    m = r["machine"]
-    load, sub = r["ladybug_load"], r["ladybug_subset"]
+    m, run = r["machine"], r["run"]
     lines = [
-        "# graphdb benchmark",
-        "",
-        f"Machine: {m['platform']}, {m['cpus']} CPUs (load average at start {m['load_average_at_start'][0]:.1f}), "
-        f"Python {m['python']}, ladybug {m['ladybug']}.",
-        "",
-        f"Run: PBMC 3k resampled to {r['run']['cells']:,} cells -- {r['run']['rows']:,} table rows, "
-        f"{r['run']['edges']:,} relationships (EXPRESSES {r['run']['expresses']:,}, IN_STATE "
-        f"{r['run']['cell_state']:,}, HAS_PROPERTY {r['run']['cell_property']:,}).",
-        "",
-        "## LadybugDB load",
-        "",
-        "| write | seconds | rows/s |",
-        "|---|---:|---:|",
-        f"| COPY, whole run (one transaction) | {load['seconds']:.1f} | {load['rows_per_s']:,.0f} |",
-        f"| re-write of the same run (delete + COPY) | {r['ladybug_rewrite']['seconds']:.1f} | "
-        f"{r['ladybug_rewrite']['rows_per_s']:,.0f} |",
-        f"| COPY, {sub['cells']:,}-cell subset | | {sub['copy_rows_per_s']:,.0f} |",
-        f"| UNWIND batches (Neo4j statements), same subset | | {sub['unwind_rows_per_s']:,.0f} |",
-        "",
-        f"COPY is {sub['copy_over_unwind']:.1f}x the UNWIND path on the same subset in the same process. "
-        "A re-write first deletes the run's old relationships; LadybugDB deletes relationships far more slowly "
-        "than it loads them, so the delete dominates the re-write.",
-        "",
-        f"## Named-query latency (LadybugDB, {r['run']['cells']:,} cells)",
-        "",
-        "| query | p50 ms | p95 ms |",
-        "|---|---:|---:|",
+        "# graphdb benchmark", "",
+        f"Machine: {m['platform']}, {m['cpus']} CPUs, load average {m['load_average_at_start'][0]:.1f} at start and "
+        f"{r['load_average_at_end'][0]:.1f} at end (the CPUs were shared with other jobs: absolute figures are "
+        f"pessimistic; ratios are from one process); Python {m['python']}, ladybug {m['ladybug']}, "
+        f"Neo4j {m['neo4j']}.", "",
+        f"Run: PBMC 3k resampled to {run['cells']:,} cells -- {run['rows']:,} table rows, "
+        f"{run['edges']:,} relationships (EXPRESSES {run['expresses']:,}, IN_STATE {run['cell_state']:,}, "
+        f"HAS_PROPERTY {run['cell_property']:,}). Built in {r['build_s']:.0f} s.", "",
+        *_load_table(r), *_goal_lines(r), *_latency_table(r),
     ]
-    for name, v in r["ladybug_query_latency"].items():
-        lines.append(f"| `{name}` | {v['p50_ms']:.1f} | {v['p95_ms']:.1f} |")
-    lines += ["", "## Neo4j batch-size sweep", ""]
-    sweep = r["neo4j_batch_sweep"]
-    if "skipped" in sweep:
-        lines.append(f"Skipped: {sweep['skipped']}.")
-    else:
-        lines += ["| batch size | seconds | rows/s |", "|---:|---:|---:|"]
-        for bs, v in sweep["batches"].items():
-            lines.append(f"| {bs} | {v['seconds']:.1f} | {v['rows_per_s']:,.0f} |")
-    lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
+
+
+def _load_table(r: dict) -> list[str]:
+    rows = ["## Loading the same run", "", "| write | seconds | rows/s |", "|---|---:|---:|"]
+    lady, online, bulk = r.get("ladybug"), r.get("neo4j_online"), r.get("neo4j_bulk")
+    if lady:
+        rows.append(f"| LadybugDB COPY (one transaction) | {lady['copy']['seconds']:.1f} | "
+                    f"{lady['copy']['rows_per_s']:,.0f} |")
+        if "rewrite" in lady:
+            rows.append(f"| LadybugDB re-write (delete + COPY) | {lady['rewrite']['seconds']:.1f} | "
+                        f"{lady['rewrite']['rows_per_s']:,.0f} |")
+    for bs, v in (online or {}).get("batches", {}).items():
+        rows.append(f"| Neo4j online UNWIND, batch {int(bs):,} | {v['seconds']:.1f} | {v['rows_per_s']:,.0f} |")
+    if bulk:
+        rows.append(f"| Neo4j bulk: write_bulk_import CSV files | {bulk['csv_write_s']:.1f} | "
+                    f"{bulk['rows'] / bulk['csv_write_s']:,.0f} |")
+        rows.append(f"| Neo4j bulk: neo4j-admin import (tool's time, median of {len(bulk['imports'])}) | "
+                    f"{bulk['tool_s']:.1f} | {bulk['rows_per_s']:,.0f} |")
+        rows.append(f"| Neo4j bulk: neo4j-admin process incl. JVM start | {bulk['wall_s']:.1f} | "
+                    f"{bulk['rows_per_s_wall']:,.0f} |")
+    rows.append("")
+    if lady:
+        sub = lady["subset"]
+        rows.append(f"In-process baseline: on a {sub['cells']:,}-cell subset LadybugDB COPY loads "
+                    f"{sub['copy_rows_per_s']:,.0f} rows/s, the UNWIND path (Neo4j's statements) "
+                    f"{sub['unwind_rows_per_s']:,.0f} rows/s: COPY/UNWIND = {sub['copy_over_unwind']:.1f}x.")
+    ratios = r["summary"]["ratios"]
+    names = {"bulk_over_best_online": "bulk import / best online batch",
+             "ladybug_copy_over_best_online": "LadybugDB COPY / best online batch",
+             "bulk_over_ladybug_copy": "bulk import / LadybugDB COPY"}
+    if any(k in ratios for k in names):
+        rows.append("Ratios (same run, same process): " + "; ".join(
+            f"{label} {ratios[k]:.1f}x" for k, label in names.items() if k in ratios) + ".")
+    return [*rows, ""]
+
+
+def _goal_lines(r: dict) -> list[str]:
+    goals = r["summary"]["goals"]
+    if not goals:
+        return []
+    out = ["## Goals (issue 12)", "", "| goal | measured | met |", "|---|---:|:---:|"]
+    labels = {"bulk_rows_per_s": "bulk import >= 1,000,000 rows/s",
+              "online_rows_per_s": "online writes >= 50,000 rows/s (best batch)",
+              "ladybug_worst_query_p50_ms": "every query p50 < 50 ms, LadybugDB",
+              "neo4j_worst_query_p50_ms": "every query p50 < 50 ms, Neo4j"}
+    for key, label in labels.items():
+        if key in goals:
+            g = goals[key]
+            value = f"{g['value']:,.0f} rows/s" if "rows" in key else f"{g['value']:.1f} ms (`{g['query']}`)"
+            out.append(f"| {label} | {value} | {'yes' if g['met'] else 'no'} |")
+    return [*out, ""]
+
+
+def _latency_table(r: dict) -> list[str]:
+    lady, bulk = (r.get("ladybug") or {}).get("latency"), (r.get("neo4j_bulk") or {}).get("latency")
+    names = list(lady or bulk or {})
+    if not names:
+        return []
+    out = [f"## Named-query latency ({r['run']['cells']:,} cells; ms over {r['config']['repeats']} calls)", "",
+           "| query | LadybugDB p50 | p95 | Neo4j p50 | p95 | Neo4j / LadybugDB p50 |", "|---|---:|---:|---:|---:|---:|"]
+    for q in names:
+        a, b = (lady or {}).get(q), (bulk or {}).get(q)
+        ratio = f"{b['p50_ms'] / a['p50_ms']:.1f}x" if a and b else ""
+        out.append(f"| `{q}` | {_ms(a, 'p50_ms')} | {_ms(a, 'p95_ms')} | {_ms(b, 'p50_ms')} | {_ms(b, 'p95_ms')} | {ratio} |")
+    out += ["", "Neo4j latency is measured on the bulk-imported database (the same run as LadybugDB's, the only "
+            "one in the store), after its indexes are online, through Bolt on loopback."]
+    return [*out, ""]
+
+
+def _ms(v: dict | None, key: str) -> str:
+    return f"{v[key]:.1f}" if v else "-"
+
+
+# ---- main ------------------------------------------------------------------------------------
+
+
+def run_benchmark(cfg: BenchConfig) -> dict:
+    import ladybug
+
+    results: dict = {
+        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+                    "load_average_at_start": list(os.getloadavg()), "ladybug": getattr(ladybug, "__version__", "?"),
+                    "neo4j": "5.26.30 (tests/neo4j_server)"},
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(cfg).items()},
+    }
+    print(f"building a {cfg.cells:,}-cell run from PBMC 3k ...", flush=True)
+    t0 = time.perf_counter()
+    tables = scaled_tables(cfg.cells, cfg.top_k, cfg.seed)
+    results["build_s"] = time.perf_counter() - t0
+    results["run"] = {"cells": cfg.cells, "rows": tables.n_rows(), "edges": n_edges(tables), **tables.summary()}
+    print(f"  {tables.n_rows():,} rows, {n_edges(tables):,} relationships", flush=True)
+    scratch = None if cfg.db_dir else tempfile.TemporaryDirectory(prefix="graphdb-bench-")
+    tmp = Path(cfg.db_dir) if cfg.db_dir else Path(scratch.name)
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        if "ladybug" in cfg.stores:
+            results["ladybug"] = bench_ladybug(tables, cfg, tmp)
+        if "neo4j" in cfg.stores:
+            results["neo4j_online"] = bench_online(tables, cfg)
+            results["neo4j_bulk"] = bench_bulk(tables, cfg, tmp)
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+    results["load_average_at_end"] = list(os.getloadavg())
+    results["summary"] = summarise(results)
+    return results
+
+
+def parse_args(argv: list[str] | None = None) -> BenchConfig:
+    d = BenchConfig()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cells", type=int, default=d.cells, help="cells in the scaled run (default 100000)")
+    ap.add_argument("--top-k", type=int, default=d.top_k, help="EXPRESSES edges per cell (default 8)")
+    ap.add_argument("--repeats", type=int, default=d.repeats, help="calls per named query (default 20)")
+    ap.add_argument("--stores", default=",".join(d.stores), help="ladybug,neo4j (default both)")
+    ap.add_argument("--unwind-cells", type=int, default=d.unwind_cells, help="cells in the LadybugDB UNWIND baseline")
+    ap.add_argument("--unwind-batch", type=int, default=d.unwind_batch, help="UNWIND batch size on LadybugDB")
+    ap.add_argument("--neo4j-batch-sizes", default=",".join(map(str, d.neo4j_batch_sizes)))
+    ap.add_argument("--import-repeats", type=int, default=d.import_repeats, help="neo4j-admin imports (median)")
+    ap.add_argument("--neo4j-heap", default=d.neo4j_heap, help="JVM -Xmx of the Neo4j server and importer")
+    ap.add_argument("--rewrite", action="store_true", help="also time a LadybugDB re-write (delete + COPY)")
+    ap.add_argument("--seed", type=int, default=d.seed)
+    ap.add_argument("--out", type=Path, default=d.out)
+    ap.add_argument("--db-dir", type=Path, default=None, help="where the databases go (default: a temp dir)")
+    a = ap.parse_args(argv)
+    stores = tuple(s.strip() for s in a.stores.split(",") if s.strip())
+    unknown = set(stores) - {"ladybug", "neo4j"}
+    if unknown:
+        ap.error(f"--stores takes ladybug and/or neo4j, not {sorted(unknown)}")
+    return BenchConfig(cells=a.cells, top_k=a.top_k, repeats=a.repeats, seed=a.seed, stores=stores,
+                       unwind_cells=a.unwind_cells, unwind_batch=a.unwind_batch,
+                       neo4j_batch_sizes=tuple(int(x) for x in a.neo4j_batch_sizes.split(",")),
+                       import_repeats=a.import_repeats, neo4j_heap=a.neo4j_heap, rewrite=a.rewrite, out=a.out,
+                       db_dir=a.db_dir)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = parse_args(argv)
+    results = run_benchmark(cfg)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    (cfg.out / "graphdb.json").write_text(json.dumps(results, indent=2))
+    (cfg.out / "graphdb.md").write_text(markdown(results))
+    print(markdown(results))
+    return results
 
 
 if __name__ == "__main__":

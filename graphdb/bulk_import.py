@@ -39,7 +39,7 @@ from .schema import DOUBLE, INT64, NODES, RELATIONSHIPS, STATUS_COMPLETE, STRING
 # Neo4j 5 database names: 3-63 characters, ASCII letters, digits, dots and dashes, starting with a letter
 _DATABASE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9.\-]{2,62}")
 
-__all__ = ["BulkImport", "parse_header", "read_bulk_import", "write_bulk_import"]
+__all__ = ["BulkImport", "check_database_name", "parse_header", "read_bulk_import", "write_bulk_import"]
 
 _NEO4J_TYPES = {STRING: "string", INT64: "long", DOUBLE: "double"}
 _FROM_NEO4J = {"string": STRING, "long": INT64, "int": INT64, "double": DOUBLE, "float": DOUBLE}
@@ -87,11 +87,7 @@ def write_bulk_import(
 
     Returns the files and the command; the command is also printed to ``import_command.txt``.
     """
-    if not _DATABASE_NAME.fullmatch(database):
-        raise ValueError(
-            f"invalid Neo4j database name {database!r}: use 3-63 ASCII letters, digits, dots or dashes, "
-            "starting with a letter (e.g. 'cellvq')"
-        )
+    check_database_name(database)
     if isinstance(runs, RunTables):
         runs = [runs]
     if not runs:
@@ -329,3 +325,13 @@ def _pairs(frame: pd.DataFrame, a: str, b: str, props: dict[str, str]) -> pd.Dat
     for src, dst in props.items():
         out[dst] = frame[src].to_numpy()
     return out
+
+
+def check_database_name(database: str) -> str:
+    """``database`` if it is a valid Neo4j 5 database name (it goes into a shell script and Cypher)."""
+    if not _DATABASE_NAME.fullmatch(database):
+        raise ValueError(
+            f"invalid Neo4j database name {database!r}: use 3-63 ASCII letters, digits, dots or dashes, "
+            "starting with a letter (e.g. 'cellvq')"
+        )
+    return database

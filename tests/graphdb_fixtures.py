@@ -558,3 +558,54 @@ def check_interrupted_write(store_factory, target: str, tables: RunTables, tmp_d
         store.write_run(tables)
         check_round_trip(store, tables)
         assert len(store.markers("B", top=10, run_id=tables.run_id)) == 10
+
+
+# ============================================================================================
+# Same answers from two stores: every named query, compared row by row (cross-store and
+# bulk-import tests).
+
+#: One call of each named query on the pbmc3k run, ``(store, run_id) -> answer``.
+NAMED_QUERIES = {
+    "markers": lambda s, r: s.markers("B", top=25, run_id=r),
+    "states_for_gene": lambda s, r: s.states_for_gene("LYZ", run_id=r),
+    "subtype_graph": lambda s, r: s.subtype_graph("T cell", run_id=r),
+    "gene_network": lambda s, r: s.gene_network("LYZ", depth=2, run_id=r),
+    "state_properties": lambda s, r: s.state_properties("Platelet", run_id=r),
+    "compare_states": lambda s, r: s.compare_states("Naive CD4 T", "Memory CD4 T", run_id=r, top=None),
+    "export_grn": lambda s, r: s.grn_edges(run_id=r, kinds=("REGULATES", "CO_EXPRESSED")),
+}
+
+
+def answer_frames(answer) -> dict[str, pd.DataFrame]:
+    """A named query's answer as named DataFrames (a frame, a subgraph's nodes/edges, a comparison)."""
+    if isinstance(answer, pd.DataFrame):
+        return {"rows": answer}
+    if hasattr(answer, "nodes"):
+        return {"nodes": answer.nodes, "edges": answer.edges}
+    bridge = pd.DataFrame([answer.bridge]) if answer.bridge else pd.DataFrame()
+    return {"markers": answer.markers, "properties": answer.properties, "bridge": bridge}
+
+
+def canonical_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns sorted, numeric object columns made numeric, rows sorted: order-free comparison."""
+    frame = frame.reindex(sorted(frame.columns), axis=1)
+    frame = frame.apply(lambda c: pd.to_numeric(c) if c.dtype == object and c.map(
+        lambda v: isinstance(v, int | float) or v is None).all() else c)
+    return frame.sort_values(list(frame.columns), ignore_index=True, na_position="last")
+
+
+def assert_same_answers(answer_a, answer_b, rtol: float = 1e-12) -> None:
+    """Two answers of one named query hold the same non-empty rows (numbers to ``rtol``)."""
+    a_parts, b_parts = answer_frames(answer_a), answer_frames(answer_b)
+    assert a_parts.keys() == b_parts.keys()
+    for part in a_parts:
+        a, b = canonical_frame(a_parts[part]), canonical_frame(b_parts[part])
+        assert list(a.columns) == list(b.columns), part
+        assert len(a) == len(b) and len(a) > 0, (part, len(a), len(b))
+        for col in a.columns:
+            if pd.api.types.is_numeric_dtype(a[col]) and pd.api.types.is_numeric_dtype(b[col]):
+                np.testing.assert_allclose(a[col].astype(float), b[col].astype(float), rtol=rtol,
+                                           err_msg=f"{part}.{col}")
+            else:  # a missing value is NaN in one frame and None in the other: compare it as None
+                assert [None if pd.isna(v) else v for v in a[col]] == [None if pd.isna(v) else v for v in b[col]], \
+                    f"{part}.{col}"
