@@ -25,7 +25,7 @@ from .. import queries as q
 from ..errors import AmbiguousStateError, NotFoundError, ReadOnlyViolation
 from ..export import GRN_FORMATS, grn_graph, write_grn
 from ..readonly import check_read_only
-from ..schema import GRN_TYPES, RELATIONSHIPS, STATUS_COMPLETE, RunTables
+from ..schema import GRN_TYPES, RELATIONSHIPS, STATUS_COMPLETE, RunTables, run_labels
 
 log = logging.getLogger("graphdb")
 
@@ -518,7 +518,7 @@ class GraphStore(ABC):
         total = 0
         for rtype in RELATIONSHIPS:
             total += self._delete_loop(q.DELETE_RUN_RELS[rtype], run_id, batch_size)
-        for label in ("CellState", "Property"):
+        for label in run_labels():
             total += self._delete_loop(q.DELETE_RUN_NODES[label], run_id, batch_size)
         return total
 
