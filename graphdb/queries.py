@@ -268,6 +268,22 @@ RETURN r.runId AS runId, d.datasetId AS datasetId, d.name AS datasetName, s.stat
 ORDER BY runId ASC, score DESC, stateId ASC
 """
 
+#: One state's markers as the run report prints them for ``cellvq cypher`` / ``store.query``
+#: (``$runId``, ``$state`` = stateId, ``$top``); one line, so that it pastes into a shell.
+REPORT_STATE_MARKERS = (
+    "MATCH (g:Gene)-[m:MARKER_OF {runId: $runId}]->(s:CellState {runId: $runId, stateId: $state}) "
+    "RETURN g.symbol AS symbol, m.rank AS rank, m.score AS score, m.attention AS attention, m.logFc AS logFc "
+    "ORDER BY rank LIMIT $top"
+)
+
+#: The top markers of every state of one kind, as the run report prints it (``$runId``, ``$kind``, ``$top``).
+REPORT_MARKERS_BY_KIND = (
+    "MATCH (g:Gene)-[m:MARKER_OF {runId: $runId}]->(s:CellState {runId: $runId, kind: $kind}) "
+    "WHERE m.rank <= $top "
+    "RETURN s.name AS state, m.rank AS rank, g.symbol AS symbol, m.score AS score "
+    "ORDER BY state, rank"
+)
+
 #: ``count`` of every node label / relationship type in the whole store.
 COUNT_NODES: dict[str, str] = {label: _fill("MATCH (n:<LABEL>) RETURN count(n) AS n", LABEL=label) for label in NODES}
 COUNT_RELS: dict[str, str] = {
@@ -521,6 +537,8 @@ SHARED_STATEMENTS: dict[str, str] = {
     "COMPARE_PROPERTIES": COMPARE_PROPERTIES,
     "BRIDGE_BETWEEN": BRIDGE_BETWEEN,
     "RUNS_WITH_MARKER": RUNS_WITH_MARKER,
+    "REPORT_STATE_MARKERS": REPORT_STATE_MARKERS,
+    "REPORT_MARKERS_BY_KIND": REPORT_MARKERS_BY_KIND,
     **_named("COUNT_NODES", COUNT_NODES),
     **_named("COUNT_RELS", COUNT_RELS),
     **_named("COUNT_RUN_NODES", COUNT_RUN_NODES),
