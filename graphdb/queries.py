@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 
-from .schema import CELL_PROPERTY_PATTERN, NODES, RELATIONSHIPS, STATUS_COMPLETE, run_labels
+from .schema import CELL_PROPERTY_PATTERN, GRN_TYPES, NODES, RELATIONSHIPS, STATUS_COMPLETE, run_labels
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\|[A-Za-z_][A-Za-z0-9_]*)*|[0-9]+")
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*>")
@@ -76,7 +76,8 @@ STATE_LOOKUP = (
     + """
 MATCH (s:CellState {runId: $runId})
 WHERE s.stateId = $state OR s.name = $state
-RETURN s.uid AS uid, s.stateId AS stateId, s.name AS name, s.kind AS kind, s.nCells AS nCells
+RETURN s.uid AS uid, s.stateId AS stateId, s.name AS name, s.kind AS kind, s.nCells AS nCells,
+       s.description AS description
 """
 )
 
@@ -106,7 +107,7 @@ MARKERS = (
 MATCH (g:Gene)-[m:MARKER_OF {runId: $runId}]->(s:CellState {uid: $stateUid})
 WHERE m.score > $minScore
 RETURN g.symbol AS symbol, g.ensemblId AS ensemblId, m.rank AS rank, m.score AS score,
-       m.attention AS attention, m.logFc AS logFc
+       m.attention AS attention, m.logFc AS logFc, s.name AS stateName
 ORDER BY rank ASC, score DESC, symbol ASC
 LIMIT $top
 """
@@ -128,7 +129,7 @@ SUBTYPE_NODES = (
     + """
 MATCH p = (sub:CellState {runId: $runId})-[:SUBTYPE_OF*1..8]->(parent:CellState {uid: $stateUid})
 RETURN sub.uid AS uid, sub.stateId AS stateId, sub.name AS name, sub.kind AS kind,
-       sub.nCells AS nCells, min(length(p)) AS depth
+       sub.nCells AS nCells, sub.description AS description, min(length(p)) AS depth
 ORDER BY depth ASC, stateId ASC
 """
 )
@@ -181,6 +182,12 @@ GENE_NETWORK_NODES: dict[tuple[tuple[str, ...], int], str] = {
     for depth in GENE_NETWORK_DEPTHS
 }
 
+def _edge_columns(rtype: str) -> str:
+    """``e.weight AS weight, ...``: every declared property of a network type but ``runId`` (for
+    ``REGULATES`` its evidence), so a property added to the declaration comes back from the queries."""
+    return ", ".join(_fill("e.<P> AS <P>", P=p) for p in RELATIONSHIPS[rtype].set_properties)
+
+
 #: Edges of one network type among a set of genes (``$symbols``), by relationship type.
 GENE_NETWORK_EDGES: dict[str, str] = {
     rtype: _fill(
@@ -189,12 +196,14 @@ GENE_NETWORK_EDGES: dict[str, str] = {
 UNWIND $symbols AS symbol
 MATCH (a:Gene {symbol: symbol})-[e:<TYPE> {runId: $runId}]->(b:Gene)
 WHERE b.symbol IN $symbols AND e.weight >= $minWeight
-RETURN a.symbol AS source, b.symbol AS target, e.weight AS weight
+RETURN a.symbol AS source, b.symbol AS target, """
+        + _edge_columns(rtype)
+        + """
 ORDER BY source, target
 """,
         TYPE=rtype,
     )
-    for rtype in ("REGULATES", "CO_EXPRESSED")
+    for rtype in GRN_TYPES
 }
 
 GENES_BY_SYMBOL = """
@@ -210,13 +219,15 @@ GRN_EDGES: dict[str, str] = {
         + """
 MATCH (a:Gene)-[e:<TYPE> {runId: $runId}]->(b:Gene)
 WHERE e.weight >= $minWeight
-RETURN a.symbol AS source, b.symbol AS target, e.weight AS weight,
-       a.ensemblId AS sourceEnsemblId, b.ensemblId AS targetEnsemblId
+RETURN a.symbol AS source, b.symbol AS target, a.ensemblId AS sourceEnsemblId,
+       b.ensemblId AS targetEnsemblId, """
+        + _edge_columns(rtype)
+        + """
 ORDER BY source, target
 """,
         TYPE=rtype,
     )
-    for rtype in ("REGULATES", "CO_EXPRESSED")
+    for rtype in GRN_TYPES
 }
 
 STATE_PROPERTIES = (
