@@ -69,3 +69,24 @@ def test_named_query_same_rows_on_both_stores(stores, name):
                 # a missing value is NaN in one frame and None in the other: compare it as None
                 assert [None if pd.isna(v) else v for v in a[col]] == [None if pd.isna(v) else v for v in b[col]], \
                     f"{part}.{col}"
+
+
+def test_names_descriptions_and_evidence_same_on_both_stores(stores):
+    """Issue 13 items 2-3 (store): state names/descriptions and REGULATES evidence, identical on both."""
+    from graphdb_fixtures import check_names_and_evidence
+
+    by_backend, run_id = stores
+    tables = pbmc_run_tables(run_id)
+    answers = {}
+    for backend, store in by_backend.items():
+        check_names_and_evidence(store, tables)  # each store returns what was written
+        nodes = store.subtype_graph("Monocyte", run_id=run_id).nodes.sort_values("stateId", ignore_index=True)
+        edges = store.grn_edges(run_id=run_id, kinds=("REGULATES",)).sort_values(["source", "target"], ignore_index=True)
+        answers[backend] = (nodes[["stateId", "name", "description"]], edges)
+    (ln, le), (nn, ne) = answers["ladybug"], answers["neo4j"]
+    assert ln.equals(nn) and ln["description"].str.contains("top markers").all()
+    assert list(le.columns) == list(ne.columns) and len(le) == len(ne) > 0
+    for col in ("rank", "treeImportance", "treeConsensus", "attention", "perturbationZ", "perturbationLogFc",
+                "spearman", "nEvidence"):
+        np.testing.assert_allclose(pd.to_numeric(le[col]).astype(float), pd.to_numeric(ne[col]).astype(float),
+                                   rtol=1e-12, err_msg=col)
