@@ -10,15 +10,13 @@ from typing import Annotated
 import typer
 
 
-def adapt_model(input: Path, model_dir: Path | None, layer: str | None, epochs: int, lr: float,
-                max_cells: int | None, seed: int, out_dir: Path | None = None, command: str | None = None):
-    """Read ``input``, adapt the checkpoint (shipped by default) to it; write to ``out_dir`` when given.
-    Returns ``(adata, adapted_model)``."""
+def adapt_model(input: Path, model_dir: Path | None, cfg, out_dir: Path | None = None, command: str | None = None):
+    """Read ``input``, adapt the checkpoint (shipped by default) to it with ``cfg`` (an
+    :class:`~foundation.adapt.AdaptConfig`); write to ``out_dir`` when given. Returns ``(adata, adapted_model)``."""
     import foundation
     from cellvq.io import read_h5ad_checked
-    from foundation.adapt import AdaptConfig, check_adapt_input
+    from foundation.adapt import check_adapt_input
 
-    cfg = AdaptConfig(epochs=epochs, lr=lr, max_cells=max_cells, seed=seed, layer=layer)
     adata = read_h5ad_checked(input)
     check_adapt_input(adata, cfg)  # before the model loads: bad counts or too few cells fail at once
     model = foundation.CellVQ.load(model_dir) if model_dir else foundation.load_pretrained()
@@ -62,24 +60,32 @@ def adapt_cmd(
     epochs: Annotated[int, typer.Option(help="Passes over the cells.")] = 4,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
     max_cells: Annotated[int | None, typer.Option(help="Adapt on a random subset of this many cells.")] = 20_000,
+    max_new_genes: Annotated[int, typer.Option(
+        help="Learn up to this many of the data's genes the parent never saw (GENCODE genes detected in at "
+        "least 10 cells and 0.5% of them); 0 keeps the parent's vocabulary.")] = 2000,
     seed: int = 0,
 ) -> None:
     """Continue pretraining a checkpoint (self-supervised, no labels) on your counts; writes a new checkpoint
     whose config records its parent (sha256), the data it saw and this command."""
     from cellvq.cli import fail, out
+    from foundation.adapt import AdaptConfig
+    from foundation.grow import GrowConfig
 
     try:
         if out_dir.exists() and not out_dir.is_dir():
             raise ValueError(f"--out {out_dir} is a file; give a folder for the adapted checkpoint")
         args = ["cellvq", "adapt", str(input), "--out", str(out_dir), "--epochs", str(epochs), "--lr", str(lr),
-                "--seed", str(seed)]
+                "--max-new-genes", str(max_new_genes), "--seed", str(seed)]
         for flag, value in (("--model", model_dir), ("--layer", layer), ("--max-cells", max_cells)):
             if value is not None:
                 args += [flag, str(value)]
-        _, child = adapt_model(input, model_dir, layer, epochs, lr, max_cells, seed, out_dir, shlex.join(args))
+        cfg = AdaptConfig(epochs=epochs, lr=lr, max_cells=max_cells, seed=seed, layer=layer,
+                          grow=GrowConfig(max_new_genes=max_new_genes))
+        _, child = adapt_model(input, model_dir, cfg, out_dir, shlex.join(args))
         a = child.metadata["adapt"]
         out.print(f"adapted {a['data']['n_cells']} cells x {a['config']['epochs']} epochs in {a['seconds']:.0f} s "
-                  f"({a['n_genes_initialised']} genes given a data-driven start) -> {out_dir}")
+                  f"({len(a['genes_added'])} new genes learnt, {a['n_genes_initialised']} given a data-driven "
+                  f"start) -> {out_dir}")
     except typer.Exit:
         raise
     except Exception as exc:  # noqa: BLE001

@@ -1,4 +1,5 @@
-"""`cellvq perturb evaluate`: leave-perturbation-out evaluation of perturbation-effect predictors."""
+"""`cellvq perturb evaluate|train|predict`: leave-perturbation-out evaluation of perturbation-effect
+predictors; training one on a whole screen (genetic targets or compounds) and predicting new perturbations."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from typing import Annotated
 import typer
 
 perturb_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                          help="Predict genetic perturbation effects and compare with simple baselines.")
+                          help="Predict genetic and drug perturbation effects and compare with simple baselines.")
 
 
 def run_evaluation(input: Path, key: str, control: str, batch_key: str | None, min_cells: int,
-                   folds: int, seed: int, model_dir: Path | None):
-    """Read ``input``, compute observed shifts, evaluate every method; returns the tidy table."""
+                   folds: int, seed: int, model_dir: Path | None, figure: Path | None = None):
+    """Read ``input``, compute observed shifts, evaluate every method; returns the tidy table. With
+    ``figure``, also plot the CellVQ predictor's held-out predictions vs the observed shifts (PNG)."""
     import foundation
     from cellvq.io import read_h5ad_checked
     from foundation.perturb import EvalConfig, PerturbConfig, evaluate, perturbation_shifts
@@ -23,7 +25,14 @@ def run_evaluation(input: Path, key: str, control: str, batch_key: str | None, m
         raise KeyError(f"obs has no column {batch_key!r}; pass an existing column with --batch-key or leave it out.")
     data = perturbation_shifts(adata, PerturbConfig(key=key, control=control, batch_key=batch_key, min_cells=min_cells))
     model = foundation.CellVQ.load(model_dir) if model_dir else foundation.load_pretrained()
-    return evaluate(data, model.gene_embedding(), EvalConfig(n_folds=folds, seed=seed), dataset=input.stem)
+    cfg = EvalConfig(n_folds=folds, seed=seed)
+    table = evaluate(data, model.gene_embedding(), cfg, dataset=input.stem)
+    if figure is not None:
+        from foundation.perturb.plot import held_out_predictions, plot_held_out
+
+        method = "cellvq_predictor[cellvq]"
+        plot_held_out(data, held_out_predictions(data, model.gene_embedding(), method, cfg), figure, method)
+    return table
 
 
 @perturb_app.command("evaluate")
@@ -37,17 +46,153 @@ def evaluate_cmd(
     folds: Annotated[int, typer.Option("--folds", help="Grouped folds over perturbations.")] = 5,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     model_dir: Annotated[Path | None, typer.Option("--model", help="Checkpoint folder (default: the shipped one).")] = None,
+    figure: Annotated[Path | None, typer.Option("--figure", help="PNG of held-out predicted vs observed shifts (top DE genes).")] = None,
 ) -> None:
     """Hold out every perturbation once; write per-perturbation metrics and print the mean per method."""
     from cellvq.cli import fail, out
     from foundation.perturb import summarize
 
     try:
-        table = run_evaluation(input, key, control, batch_key, min_cells, folds, seed, model_dir)
-        out_csv.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out_csv, index=False)
+        table = run_evaluation(input, key, control, batch_key, min_cells, folds, seed, model_dir, figure)
+        write_csv_atomic(table, out_csv)
         out.print(summarize(table).round(3).to_string(index=False), markup=False, highlight=False, soft_wrap=True)
-        out.print(f"wrote {out_csv}")
+        out.print(f"wrote {out_csv}" + (f" and {figure}" if figure else ""))
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        fail(exc)
+
+
+def read_smiles_table(path: Path) -> dict[str, str]:
+    """compound -> SMILES from a CSV with columns ``compound,smiles``."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise FileNotFoundError(f"SMILES table {path} does not exist; pass a CSV with columns compound,smiles (--smiles).")
+    tab = pd.read_csv(path)
+    if not {"compound", "smiles"} <= set(tab.columns):
+        raise ValueError(f"{path} has columns {list(tab.columns)}; it needs columns compound,smiles (--smiles).")
+    return dict(zip(tab["compound"].astype(str), tab["smiles"]))
+
+
+def smiles_for(names: list[str], table: dict[str, str] | None) -> list[str] | None:
+    if table is None:
+        return None
+    missing = [n for n in names if n not in table]
+    if missing:
+        raise ValueError(f"compounds {missing[:8]} have no row in the SMILES table; add them to the --smiles CSV.")
+    return [table[n] for n in names]
+
+
+def train_predictor(input: Path, out_dir: Path, cfg_p, cfg_m, smiles: Path | None, model_dir: Path | None):
+    """Observed shifts of every perturbation in ``input``, a predictor fitted on all of them, saved."""
+    from tqdm.auto import tqdm
+
+    import foundation
+    from cellvq.io import read_h5ad_checked
+    from foundation.perturb import perturbation_shifts
+    from foundation.perturb.data import check_min_cells
+    from foundation.perturb.predictor import PerturbPredictor, embedding_for, shift_table
+
+    steps = tqdm(total=4, desc="perturb train", unit="step")
+    if cfg_m.kind == "drug" and smiles is None:
+        raise ValueError("--kind drug needs --smiles (CSV with columns compound,smiles).")
+    table = read_smiles_table(smiles) if smiles else None
+    if table is not None:
+        from foundation.perturb.molecules import parse_smiles
+
+        parse_smiles(list(table.values()), names=list(table))  # fail before any heavy work
+    adata = read_h5ad_checked(input)
+    if cfg_p.batch_key is not None and cfg_p.batch_key not in adata.obs:
+        raise KeyError(f"obs has no column {cfg_p.batch_key!r}; pass an existing column with --batch-key or leave it out.")
+    check_min_cells(adata, cfg_p)
+    steps.update()
+    data = perturbation_shifts(adata, cfg_p)
+    steps.update()
+    emb = None
+    if cfg_m.kind == "genetic" and cfg_m.embedding != "none":
+        model = foundation.CellVQ.load(model_dir) if model_dir else foundation.load_pretrained()
+        emb = embedding_for(cfg_m.embedding, model.gene_embedding(), cfg_m.seed)
+    pred = PerturbPredictor(cfg_m, data.genes, emb).fit(data, smiles_for(data.perturbations, table))
+    steps.update()
+    pred.save(out_dir, observed=shift_table(data.perturbations, data.genes, data.shift, predicted=False))
+    steps.update()
+    steps.close()
+    return data, pred
+
+
+@perturb_app.command("train")
+def train_cmd(
+    input: Annotated[Path, typer.Argument(help="h5ad of raw counts with a perturbation column in obs.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the trained predictor to.")],
+    kind: Annotated[str, typer.Option("--kind", help="genetic (targets are genes) or drug (compounds).")] = "genetic",
+    key: Annotated[str, typer.Option("--key", help="obs column of targets / compounds.")] = "perturbation",
+    control: Annotated[str, typer.Option("--control", help="Label of control cells in --key.")] = "non-targeting",
+    batch_key: Annotated[str | None, typer.Option("--batch-key", help="obs column of batches.")] = None,
+    min_cells: Annotated[int, typer.Option("--min-cells", help="Refuse perturbations with fewer cells.")] = 20,
+    smiles: Annotated[Path | None, typer.Option("--smiles", help="CSV compound,smiles (--kind drug).")] = None,
+    embedding: Annotated[str, typer.Option("--embedding", help="cellvq, random or none (genetic).")] = "cellvq",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    model_dir: Annotated[Path | None, typer.Option("--model", help="Checkpoint folder (default: the shipped one).")] = None,
+) -> None:
+    """Fit a predictor on every perturbation of a screen; write it with the observed shift table."""
+    from cellvq.cli import fail, out
+    from foundation.perturb import PerturbConfig
+    from foundation.perturb.predictor import PredictorConfig
+
+    try:
+        data, _ = train_predictor(input, out_dir, PerturbConfig(key=key, control=control, batch_key=batch_key,
+                                                                min_cells=min_cells),
+                                  PredictorConfig(kind=kind, embedding=embedding, seed=seed), smiles, model_dir)
+        out.print(f"trained on {len(data.perturbations)} perturbations x {len(data.genes)} genes; wrote {out_dir}")
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        fail(exc)
+
+
+def write_csv_atomic(table, path: Path) -> None:
+    """CSV through a temporary sibling renamed into place (no half-written table on failure)."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        table.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@perturb_app.command("predict")
+def predict_cmd(
+    model_dir: Annotated[Path, typer.Argument(help="Folder written by `cellvq perturb train`.")],
+    out_csv: Annotated[Path, typer.Option("--out", help="CSV table perturbation,gene,delta,rank,predicted.")],
+    perturbations: Annotated[str | None, typer.Option("--perturbations", help="Comma-separated targets ('A+B' combines); genetic.")] = None,
+    smiles: Annotated[Path | None, typer.Option("--smiles", help="CSV compound,smiles of compounds to predict; drug.")] = None,
+    top: Annotated[int, typer.Option("--top", help="Keep the top-k genes by |delta| per perturbation (0: all).")] = 0,
+) -> None:
+    """Predict the shift of every measured gene for new perturbations (the plain table of docs/CONTRACTS.md)."""
+    from tqdm.auto import tqdm
+
+    from cellvq.cli import fail, out
+    from foundation.perturb.predictor import PerturbPredictor, shift_table
+
+    try:
+        pred = PerturbPredictor.load(model_dir)
+        if pred.cfg.kind == "drug":
+            if smiles is None:
+                raise ValueError("this is a drug predictor: pass the compounds to predict with --smiles (CSV compound,smiles).")
+            table = read_smiles_table(smiles)
+            names = list(table)
+        else:
+            if not perturbations:
+                raise ValueError("pass the targets to predict with --perturbations, e.g. --perturbations 'IRF1,STAT1+JAK2'.")
+            names, table = [p.strip() for p in perturbations.split(",") if p.strip()], None
+        shifts = [pred.predict([n], smiles_for([n], table))[0] for n in tqdm(names, desc="perturb predict")]
+        result = shift_table(names, pred.genes, shifts, predicted=True, top=top or None)
+        write_csv_atomic(result, out_csv)
+        out.print(f"predicted {len(names)} perturbations x {len(pred.genes)} genes; wrote {out_csv}")
     except typer.Exit:
         raise
     except Exception as exc:  # noqa: BLE001

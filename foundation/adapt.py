@@ -16,11 +16,13 @@ import hashlib
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from foundation.grow import GrowConfig, grow_vocabulary
 
 log = logging.getLogger("foundation")
 
@@ -46,6 +48,8 @@ class AdaptConfig:
     gene_init: str = "svd"
     weak_norm: float = 2.0
     n_top_genes: int = 2000
+    # untrained GENCODE genes of the data added to the vocabulary and learnt (foundation.grow)
+    grow: GrowConfig = field(default_factory=GrowConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -129,8 +133,6 @@ def adapt(model, adata, cfg: AdaptConfig | None = None, out: str | os.PathLike |
           command: str | None = None, progress: bool = True):
     """A new :class:`~foundation.CellVQ` continually pretrained on ``adata`` (raw counts); ``model`` is not
     changed. With ``out`` the checkpoint is written there (atomically: nothing half-written on failure)."""
-    import copy
-
     from foundation.data import iter_blocks
     from foundation.train.trainer import Trainer, seed_everything
 
@@ -139,18 +141,20 @@ def adapt(model, adata, cfg: AdaptConfig | None = None, out: str | os.PathLike |
         raise ValueError(f"adapt needs at least 1 epoch, got {cfg.epochs} (--epochs)")
     check_adapt_input(adata, cfg)
     data = subsample(adata, cfg)
-    blocks = list(iter_blocks(data, model.vocab, cfg.block_size, layer=cfg.layer, var_key=cfg.var_key,
+    child, added = grow_vocabulary(model, data, cfg.grow, layer=cfg.layer, var_key=cfg.var_key, seed=cfg.seed)
+    blocks = list(iter_blocks(data, child.vocab, cfg.block_size, layer=cfg.layer, var_key=cfg.var_key,
                               min_match=cfg.min_match))
     stream = AnnDataBlocks(blocks, seed=cfg.seed)
     seed_everything(cfg.seed)
-    child = type(model)(copy.deepcopy(model.module), model.vocab, copy.deepcopy(model.metadata))
-    n_new = init_weak_genes(child, stream, cfg) if cfg.gene_init == "svd" else 0
+    grown = np.arange(len(model.vocab), len(child.vocab))
+    n_new = init_weak_genes(child, stream, cfg, grown) if cfg.gene_init == "svd" else 0
     train = adapt_train_config(model.metadata.get("train_config"), cfg)
     trainer = Trainer(child.module, train)
     result = trainer.fit(stream, stream.n_cells, progress=progress)
     child.module.eval()
     child.metadata = provenance(model, adata, cfg, train, result, command)
     child.metadata["adapt"]["n_genes_initialised"] = n_new
+    child.metadata["adapt"]["genes_added"] = added.symbols
     child.history = result.history
     if out is not None:
         from foundation.checkpoint import sha256_file
@@ -161,11 +165,11 @@ def adapt(model, adata, cfg: AdaptConfig | None = None, out: str | os.PathLike |
     return child
 
 
-def init_weak_genes(model, stream: AnnDataBlocks, cfg: AdaptConfig) -> int:
-    """Give the genes that vary in the new data but that the parent barely shaped a data-driven start in the
-    parent's embedding space; return how many. The map from the new data's SVD loadings to the parent's
-    space is fitted (ridge) on the variable genes the parent does know; with fewer than ``d_model`` of them
-    nothing is changed (there is nothing to align through)."""
+def init_weak_genes(model, stream: AnnDataBlocks, cfg: AdaptConfig, grown: np.ndarray | None = None) -> int:
+    """Give the genes that vary in the new data but that the parent barely shaped (and the ``grown`` ones it
+    never had) a data-driven start in the parent's embedding space; return how many. The map from the new
+    data's SVD loadings to the parent's space is fitted (ridge) on the variable genes the parent does know;
+    with fewer than ``d_model`` of them nothing is changed (there is nothing to align through)."""
     import torch
 
     from foundation.train.trainer import InitSample, svd_gene_init
@@ -174,10 +178,10 @@ def init_weak_genes(model, stream: AnnDataBlocks, cfg: AdaptConfig) -> int:
         raise ValueError(f"gene_init={cfg.gene_init!r}: use 'svd' or 'none'")
     sample = InitSample([stream.counts], [np.asarray(stream.measured, dtype=bool)])
     d = model.config.d_model
-    top, vec = svd_gene_init(sample, len(model.vocab), d, n_top=cfg.n_top_genes, seed=cfg.seed)
+    top, vec = svd_gene_init(sample, len(model.vocab), d, n_top=cfg.n_top_genes, seed=cfg.seed, include=grown)
     weight = model.module.encoder.gene_embedding.weight
     parent = weight.detach()[torch.from_numpy(top)].double().cpu().numpy()
-    known = np.linalg.norm(parent, axis=1) >= cfg.weak_norm
+    known = (np.linalg.norm(parent, axis=1) >= cfg.weak_norm) & ~np.isin(top, grown if grown is not None else [])
     if known.sum() < d:
         return 0
     A, B = vec[known].astype(np.float64), parent[known]

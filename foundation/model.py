@@ -219,7 +219,9 @@ class CellVQ:
         ``config``: a :class:`foundation.adapt.AdaptConfig`; keyword ``overrides`` replace its fields
         (``model.adapt(adata, epochs=2)``). ``out``: write the new checkpoint there. This model is unchanged.
         The new model's ``metadata["adapted_from"]`` names this checkpoint (sha256) and ``["adapt"]`` the data,
-        the settings and ``command``. See :mod:`foundation.adapt`."""
+        the settings and ``command``; its vocabulary also holds the data's widely detected genes this model
+        never saw (``metadata["adapt"]["genes_added"]``; ``grow=GrowConfig(max_new_genes=0)`` keeps the
+        vocabulary). See :mod:`foundation.adapt` and :mod:`foundation.grow`."""
         import dataclasses
 
         from foundation.adapt import AdaptConfig, adapt

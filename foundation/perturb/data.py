@@ -118,3 +118,16 @@ def perturbation_shifts(adata: AnnData, cfg: PerturbConfig | None = None) -> Per
     data = PerturbData(pd.Index(adata.var_names), names, [[n] for n in names], shift[keep].astype(np.float64), n_cells[keep])
     data.top_de(cfg.n_de)
     return data
+
+
+def check_min_cells(adata: AnnData, cfg: PerturbConfig) -> None:
+    """Raise when a perturbation (a target, counted over every label that holds it) has fewer than
+    ``cfg.min_cells`` cells, naming them (training refuses what ``perturbation_shifts`` would drop silently)."""
+    lab = _labels(adata, cfg)
+    design, names = _design(lab, cfg)
+    n_cells = np.asarray(design.sum(axis=0)).ravel()
+    small = {n: int(c) for n, c in zip(names, n_cells) if c < cfg.min_cells}
+    if small:
+        shown = dict(list(small.items())[:8])
+        raise ValueError(f"{len(small)} perturbation(s) have fewer than {cfg.min_cells} cells ({shown}); "
+                         f"remove them from obs[{cfg.key!r}], or lower --min-cells (estimates from few cells are noisy).")

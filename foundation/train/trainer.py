@@ -118,7 +118,7 @@ def gene_frequencies(sample: InitSample, n_genes: int) -> torch.Tensor:
 
 @torch.no_grad()
 def svd_gene_init(sample: InitSample, n_genes: int, d: int, n_top: int = 2000, target_sum: float = 1e4,
-                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                  seed: int = 0, include: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Data-driven start for the gene embeddings: truncated-SVD loadings of scaled log-normalised expression
     over the ``n_top`` most variable genes (PCA's recipe), with each file centred and scaled on its own.
 
@@ -126,7 +126,7 @@ def svd_gene_init(sample: InitSample, n_genes: int, d: int, n_top: int = 2000, t
     describes how genes vary between cells of one experiment, not between experiments. Returns
     ``(gene_indices, vectors (n_sel, d))``. Random unit-scale embeddings hardly move in a CPU budget
     (measured: held-out ARI 0.05 after 10 epochs); this puts the encoder's profile path at a PCA-like
-    start that training then refines."""
+    start that training then refines. ``include``: gene indices added to the selection wherever they vary."""
     from sklearn.decomposition import TruncatedSVD
 
     logs, stats = [], []
@@ -146,6 +146,9 @@ def svd_gene_init(sample: InitSample, n_genes: int, d: int, n_top: int = 2000, t
         stats.append((mean, var))
     score = np.where(weight > 0, var_sum / np.maximum(weight, 1), 0.0)
     top = np.argsort(-score)[: min(n_top, int((score > 0).sum()))]
+    if include is not None:  # genes that must get a start too (e.g. those ``adapt`` just added), if they vary
+        extra = np.setdiff1d(np.asarray(include, dtype=np.int64), top)
+        top = np.concatenate([top, extra[score[extra] > 0]])
     blocks = []
     for x, (mean, var) in zip(logs, stats):
         sd = np.sqrt(var[top])
