@@ -76,6 +76,7 @@ def run(
     progress: bool = False,
     command: str | None = None,
     quiet: bool = False,
+    regulatory=None,
 ) -> PipelineResult:
     """Run the whole chain on ``adata`` (raw counts) and, when ``db`` is given, write the run to it.
 
@@ -85,6 +86,11 @@ def run(
 
     Phases are printed as plain lines on stderr (:class:`cellvq.progress.PhaseLog`) unless ``on_step`` is
     given or ``quiet=True``.
+
+    ``regulatory``: a :class:`cellvq_graph.RegulatoryConfig`; when given, the ``REGULATES`` edges are the
+    :data:`REGULATORY_TOP` strongest edges of :func:`cellvq_graph.regulatory_network` with their evidence
+    columns (and the gene network's TF-oriented similarity edges are stored as ``CO_EXPRESSED``); when
+    ``None`` they are the gene network's TF-oriented edges, as before.
     """
     import cellvq_graph as cg
     import foundation
@@ -139,6 +145,7 @@ def run(
 
     with _step("gene_network", timings, on_step):
         net = cg.gene_network(adata, seed=seed)
+        reg_edges = cg.regulatory_network(adata, regulatory) if regulatory is not None else None
 
     run_id = run_id or f"{dataset_id}-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S')}"
     with _step("tables", timings, on_step):
@@ -146,6 +153,7 @@ def run(
             adata, model, markers, subtypes, inter, net, prop_imp, run_id=run_id, dataset_id=dataset_id,
             dataset_name=dataset_name or dataset_id, label_key=label_key, properties=props,
             expresses_top_k=expresses_top_k, graph_epochs=graph_epochs, seed=seed, command=command,
+            regulatory=reg_edges,
         )
     if db is not None:
         import graphdb
@@ -217,11 +225,15 @@ def _discard_run(store, run_id: str) -> None:
 
 def to_run_tables(
     adata, model, markers, subtypes, inter, net, prop_imp, *, run_id, dataset_id, dataset_name, label_key,
-    properties, expresses_top_k=5, graph_epochs=100, seed=0, command=None,
+    properties, expresses_top_k=5, graph_epochs=100, seed=0, command=None, regulatory=None,
 ):
-    """Map the read-outs onto ``graphdb.RunTables`` (camelCase tables of plain values)."""
+    """Map the read-outs onto ``graphdb.RunTables`` (camelCase tables of plain values).
+
+    States carry the descriptions of :func:`cellvq_graph.describe_states` (subtypes also its one-line
+    name); ``regulatory`` (a :func:`cellvq_graph.regulatory_network` table) becomes ``regulates`` with its
+    evidence columns (:func:`regulates_table`).
+    """
     import graphdb
-    from foundation.data import GeneVocab
 
     obs = adata.obs
     cells = pd.DataFrame({"cellId": obs_names(adata), "code": obs["cellvq_code"].astype(str).to_numpy()})
@@ -252,8 +264,7 @@ def to_run_tables(
                 rows.append((cell_ids[i], names[A.indices[lo + j]], float(A.data[lo + j])))
         expresses = pd.DataFrame(rows, columns=["cellId", "symbol", "attention"])
         gene_set.update(expresses["symbol"])
-    vocab = GeneVocab.build(sorted(gene_set))
-    genes = pd.DataFrame({"symbol": vocab.symbols, "ensemblId": [e or None for e in vocab.ensembl_ids]})
+    genes = _gene_table(gene_set)
 
     states, cell_state, mk_rows, subtype_of = [], [], [], []
     codes = obs["cellvq_code"].astype(str).to_numpy()
@@ -273,8 +284,10 @@ def to_run_tables(
                             "rank": int(r.rank), "attention": float(r.attention), "logFc": float(r.logfc)})
     name_to_cell = dict(zip(obs_names(adata), cells["cellId"]))
     for parent, (labels_s, sub_mk) in subtypes.items():
+        words = _subtype_words(adata, parent)
         for sub in sorted(set(labels_s.dropna().astype(str))):
-            states.append({"stateId": _state_id("subtype", sub), "kind": "subtype", "name": sub})
+            name, text = words.get(sub, (sub, None))
+            states.append({"stateId": _state_id("subtype", sub), "kind": "subtype", "name": name, "description": text})
             subtype_of.append({"stateId": _state_id("subtype", sub), "parentStateId": _state_id("cellType", parent)})
         lab = labels_s.dropna().astype(str)
         cell_state.append(pd.DataFrame({"cellId": [name_to_cell[c] for c in lab.index],
@@ -308,7 +321,15 @@ def to_run_tables(
 
     co, reg = [], []
     for u, v, d in net.edges(data=True):
-        (reg if d.get("kind") == "regulates" else co).append({"source": u, "target": v, "weight": float(d["weight"])})
+        is_reg = d.get("kind") == "regulates" and regulatory is None
+        (reg if is_reg else co).append({"source": u, "target": v, "weight": float(d["weight"])})
+    regulates = pd.DataFrame(reg, columns=["source", "target", "weight"])
+    if regulatory is not None:
+        regulates = regulates_table(regulatory)
+        gene_set.update(regulates["source"])
+        gene_set.update(regulates["target"])
+        genes = _gene_table(gene_set)
+    states = _describe(adata, markers, label_key, pd.DataFrame(states))
 
     u = adata.uns["cellvq"]
     return graphdb.RunTables(
@@ -317,17 +338,74 @@ def to_run_tables(
                                        "properties": list(properties), "quantizer": u.get("quantizer")}),
              "command": _provenance_command(command), "packageVersion": package_version()},
         dataset={"datasetId": dataset_id, "name": dataset_name, "nCells": int(adata.n_obs)},
-        cells=cells, genes=genes, states=pd.DataFrame(states),
+        cells=cells, genes=genes, states=states,
         properties=pd.DataFrame(prop_rows, columns=["propertyId", "kind", "value"]),
         cell_state=pd.concat(cell_state, ignore_index=True),
         cell_property=pd.concat(cell_prop, ignore_index=True) if cell_prop else None,
         markers=pd.DataFrame(mk_rows), co_expressed=pd.DataFrame(co, columns=["source", "target", "weight"]),
-        regulates=pd.DataFrame(reg, columns=["source", "target", "weight"]),
+        regulates=regulates,
         subtype_of=pd.DataFrame(subtype_of, columns=["stateId", "parentStateId"]),
         bridges=pd.DataFrame(bridges, columns=["stateA", "stateB", "score", "nCells"]),
         associated_with=pd.DataFrame(assoc, columns=["stateId", "propertyId", "attention"]),
         expresses=expresses,
     )
+
+
+#: ``REGULATES`` edges kept from :func:`cellvq_graph.regulatory_network` (the strongest, by ``rank``).
+REGULATORY_TOP = 5000
+#: cellvq_graph's regulatory-network columns -> the store's camelCase ``REGULATES`` properties.
+REGULATES_COLUMNS = {
+    "score": "weight", "rank": "rank", "tree_importance": "treeImportance", "tree_consensus": "treeConsensus",
+    "attention": "attention", "perturbation_z": "perturbationZ", "perturbation_logfc": "perturbationLogFc",
+    "spearman": "spearman", "n_evidence": "nEvidence",
+}
+
+
+def regulates_table(edges: pd.DataFrame, top: int = REGULATORY_TOP) -> pd.DataFrame:
+    """The ``regulates`` table of a :func:`cellvq_graph.regulatory_network` edge table: its ``top``
+    strongest edges, ``weight`` = the combined ``score``, every evidence column camelCased."""
+    kept = edges.sort_values("rank").head(top)
+    cols = {"source": "source", "target": "target", **REGULATES_COLUMNS}
+    return kept[list(cols)].rename(columns=cols).astype({"source": str, "target": str}).reset_index(drop=True)
+
+
+def _gene_table(symbols) -> pd.DataFrame:
+    """Every gene a table mentions, with Ensembl IDs from GENCODE v44 where known."""
+    from foundation.data import GeneVocab
+
+    vocab = GeneVocab.build(sorted(symbols))
+    return pd.DataFrame({"symbol": vocab.symbols, "ensemblId": [e or None for e in vocab.ensembl_ids]})
+
+
+def _subtype_words(adata, parent: str) -> dict[str, tuple[str, str]]:
+    """``{subtype label: (one-line name, description)}`` stored by :func:`cellvq_graph.subtypes`."""
+    import cellvq_graph as cg
+
+    try:
+        desc = cg.read_table(adata, "subtype_descriptions", parent)
+    except KeyError:  # a type with a single subtype gets no description
+        return {}
+    return {str(s): (str(n), str(d)) for s, n, d in zip(desc["state"], desc["name"], desc["description"])}
+
+
+def _describe(adata, markers: dict[str, pd.DataFrame], label_key: str | None, states: pd.DataFrame) -> pd.DataFrame:
+    """Descriptions of the code and cell-type states (:func:`cellvq_graph.describe_states`). Their
+    ``name`` stays the label (users address states by it); the generated name opens the description."""
+    import cellvq_graph as cg
+
+    kind_of = {"cellvq_code": "code", label_key: "cellType"}
+    text = {}
+    for groupby, mk in markers.items():
+        if groupby not in kind_of or mk.empty:
+            continue
+        cfg = cg.DescribeConfig(reference_key=label_key)
+        desc = cg.describe_states(adata, mk, groupby, cfg)
+        text.update({_state_id(kind_of[groupby], str(s)): str(d) for s, d in zip(desc["state"], desc["description"])})
+    out = states.copy()
+    if "description" not in out:
+        out["description"] = None
+    out["description"] = out["description"].where(out["description"].notna(), out["stateId"].map(text))
+    return out
 
 
 def obs_names(adata) -> list[str]:

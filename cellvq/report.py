@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from graphdb.errors import redact_target
+from graphdb.queries import REPORT_MARKERS_BY_KIND, REPORT_STATE_MARKERS
 
 __all__ = ["write_report", "REPORT_FILES", "MARKERS_CYPHER", "ALL_MARKERS_CYPHER"]
 
@@ -61,19 +62,11 @@ DPI = 120
 TOP_CODES = 20
 OTHER_GREY = "#c8c8c8"
 
-#: Read-only Cypher giving one state's markers (parameters ``runId``, ``state``, ``top``).
-MARKERS_CYPHER = (
-    "MATCH (g:Gene)-[m:MARKER_OF {runId: $runId}]->(s:CellState {runId: $runId, stateId: $state}) "
-    "RETURN g.symbol AS symbol, m.rank AS rank, m.score AS score, m.attention AS attention, m.logFc AS logFc "
-    "ORDER BY rank LIMIT $top"
-)
-#: Read-only Cypher giving the top markers of every state of one kind (``runId``, ``kind``, ``top``).
-ALL_MARKERS_CYPHER = (
-    "MATCH (g:Gene)-[m:MARKER_OF {runId: $runId}]->(s:CellState {runId: $runId, kind: $kind}) "
-    "WHERE m.rank <= $top "
-    "RETURN s.name AS state, m.rank AS rank, g.symbol AS symbol, m.score AS score "
-    "ORDER BY state, rank"
-)
+#: Read-only Cypher the report prints (named queries of :mod:`graphdb.queries`): one state's markers
+#: (parameters ``runId``, ``state``, ``top``) and the top markers of every state of one kind (``runId``,
+#: ``kind``, ``top``).
+MARKERS_CYPHER = REPORT_STATE_MARKERS
+ALL_MARKERS_CYPHER = REPORT_MARKERS_BY_KIND
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -26,6 +26,8 @@ Both answer the same named queries with the same Cypher text (:mod:`graphdb.quer
 
 Schema
 ------
+Declared once in :mod:`graphdb.schema` (``NODES``, ``RELATIONSHIPS``), from which the tables, the
+write statements, the LadybugDB DDL and the bulk-import headers are derived.
 Nodes (labels PascalCase, properties camelCase; key first):
 
 ==============  =============================================================================
@@ -35,7 +37,7 @@ Nodes (labels PascalCase, properties camelCase; key first):
 ``Cell``        uid (= datasetId:cellId), cellId, datasetId, + any extra ``cells`` columns
 ``Gene``        symbol, ensemblId -- shared by all runs
 ``CellState``   uid (= runId:stateId), runId, stateId, kind (code | cluster | subtype | cellType),
-                name, nCells
+                name, nCells, description
 ``Property``    uid (= runId:propertyId), runId, propertyId, kind, value
 ==============  =============================================================================
 
@@ -47,7 +49,9 @@ Relationships (all carry ``runId``, the run that produced the fact):
 ``(Cell)-[:HAS_PROPERTY]->(Property)``
 ``(Gene)-[:MARKER_OF]->(CellState)``    score, rank (1 = best), attention, logFc
 ``(Gene)-[:CO_EXPRESSED]->(Gene)``      weight
-``(Gene)-[:REGULATES]->(Gene)``         weight (regulator -> target)
+``(Gene)-[:REGULATES]->(Gene)``         weight (regulator -> target); evidence: rank, treeImportance,
+                                        treeConsensus, attention, perturbationZ, perturbationLogFc,
+                                        spearman, nEvidence
 ``(CellState)-[:SUBTYPE_OF]->(CellState)``  subtype -> parent
 ``(CellState)-[:BRIDGES]->(CellState)`` score, nCells (cells intermediate between the two)
 ``(CellState)-[:ASSOCIATED_WITH]->(Property)``  attention

@@ -34,12 +34,24 @@ import pandas as pd
 
 from . import queries as q
 from .errors import SchemaError
-from .schema import DOUBLE, INT64, NODES, RELATIONSHIPS, STATUS_COMPLETE, STRING, RunTables, graph_frames
+from .schema import (
+    DOUBLE,
+    INT64,
+    NODES,
+    RELATIONSHIPS,
+    RUN_SCOPE,
+    STATUS_COMPLETE,
+    STRING,
+    RunTables,
+    graph_frames,
+    table_from_graph,
+)
 
 # Neo4j 5 database names: 3-63 characters, ASCII letters, digits, dots and dashes, starting with a letter
 _DATABASE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9.\-]{2,62}")
 
-__all__ = ["BulkImport", "check_database_name", "parse_header", "read_bulk_import", "write_bulk_import"]
+__all__ = ["BulkImport", "check_database_name", "node_header", "parse_header", "read_bulk_import", "rel_header",
+           "write_bulk_import"]
 
 _NEO4J_TYPES = {STRING: "string", INT64: "long", DOUBLE: "double"}
 _FROM_NEO4J = {"string": STRING, "long": INT64, "int": INT64, "double": DOUBLE, "float": DOUBLE}
@@ -56,15 +68,25 @@ class BulkImport:
     rows: dict[str, int] = field(default_factory=dict)
 
 
-def _header(columns: Sequence[tuple[str, str]], role: dict[str, str], suffix: str) -> list[str]:
-    out = []
-    for name, kind in columns:
-        if name in role:
-            out.append(role[name])
-        else:
-            out.append(f"{name}:{_NEO4J_TYPES[kind]}")
-    out.append(suffix)
-    return out
+def node_header(label: str, cell_types: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """``(column, header field)`` of a ``nodes_<Label>.csv``, from the label's declaration.
+
+    The key is ``<key>:ID(<Label>)`` (one ID space per label), every property ``<name>:<type>``,
+    then ``:LABEL``; ``Cell`` files add the extra cell columns (``cell_types``: name -> type)."""
+    spec = NODES[label]
+    columns = list(spec.typed) + (list((cell_types or {}).items()) if label == "Cell" else [])
+    fields = [(name, f"{name}:ID({label})" if name == spec.key else f"{name}:{_NEO4J_TYPES[kind]}")
+              for name, kind in columns]
+    return [*fields, (":LABEL", ":LABEL")]
+
+
+def rel_header(rtype: str) -> list[tuple[str, str]]:
+    """``(column, header field)`` of a ``rels_<TYPE>.csv``: ``:START_ID(<Start>)``, ``:END_ID(<End>)``,
+    every property ``<name>:<type>``, ``:TYPE``."""
+    spec = RELATIONSHIPS[rtype]
+    fields = [("startKey", f":START_ID({spec.start})"), ("endKey", f":END_ID({spec.end})")]
+    fields += [(name, f"{name}:{_NEO4J_TYPES[kind]}") for name, kind in spec.typed]
+    return [*fields, (":TYPE", ":TYPE")]
 
 
 def _merge_nodes(frames: Iterable[pd.DataFrame], key: str) -> pd.DataFrame:
@@ -111,17 +133,15 @@ def write_bulk_import(
         frame = _merge_nodes((nodes[label] for nodes, _ in per_run), spec.key)
         if frame.empty:
             continue
-        columns = list(spec.properties)
-        if label == "Cell":
-            columns += list(cell_types.items())
         if label == "Run":
             frame["status"] = STATUS_COMPLETE
             frame["completedAt"] = completed
-        frame = frame.reindex(columns=[c for c, _ in columns])
-        header = _header(columns, {spec.key: f"{spec.key}:ID({label})"}, ":LABEL")
+        fields = node_header(label, cell_types)
+        frame = frame.reindex(columns=[c for c, _ in fields[:-1]])
         frame[":LABEL"] = label
         path = out / f"nodes_{label}.csv"
-        _write_csv(path, header, frame, dict(columns))
+        kinds = {**dict(spec.typed), **(cell_types if label == "Cell" else {})}
+        _write_csv(path, [h for _, h in fields], frame, kinds)
         result.node_files[label] = path
         result.rows[label] = len(frame)
 
@@ -130,12 +150,9 @@ def write_bulk_import(
         if not frames:
             continue
         frame = pd.concat(frames, ignore_index=True)
-        columns = [("startKey", STRING), ("endKey", STRING), *spec.properties]
-        role = {"startKey": f":START_ID({spec.start})", "endKey": f":END_ID({spec.end})"}
-        header = _header(columns, role, ":TYPE")
         frame[":TYPE"] = rtype
         path = out / f"rels_{rtype}.csv"
-        _write_csv(path, header, frame, dict(columns))
+        _write_csv(path, [h for _, h in rel_header(rtype)], frame, dict(spec.typed))
         result.rel_files[rtype] = path
         result.rows[rtype] = len(frame)
 
@@ -246,85 +263,36 @@ def read_bulk_import(directory: str | Path) -> list[RunTables]:
     if "Run" not in nodes:
         raise SchemaError(f"{d} holds no nodes_Run.csv; is it a directory written by write_bulk_import?")
 
-    def rel(rtype: str, run_id: str) -> pd.DataFrame:
-        f = rels.get(rtype)
-        if f is None:
-            return pd.DataFrame(columns=["startKey", "endKey", *RELATIONSHIPS[rtype].property_names])
-        return f[f["runId"] == run_id]
-
-    def local(uids: pd.Series, run_id: str) -> pd.Series:
-        return uids.str.slice(len(run_id) + 1)
-
     out = []
-    genes_all = nodes.get("Gene", pd.DataFrame(columns=["symbol", "ensemblId"]))
-    cells_all = nodes.get("Cell", pd.DataFrame(columns=["uid", "cellId", "datasetId"]))
     for run in nodes["Run"].to_dict("records"):
         run_id = run["runId"]
-        ds_id = str(rel("ON_DATASET", run_id)["endKey"].iloc[0])
-        ds = nodes["Dataset"][nodes["Dataset"]["datasetId"] == ds_id]
-        cells = cells_all[cells_all["datasetId"] == ds_id].drop(columns=["uid", "datasetId"])
-        extra = [c for c in cells.columns if c != "cellId" and cells[c].notna().any()]
-        cells = cells[["cellId", *extra]]
-        st = nodes.get("CellState", pd.DataFrame(columns=["runId"]))
-        st = st[st["runId"] == run_id]
-        pr = nodes.get("Property", pd.DataFrame(columns=["runId"]))
-        pr = pr[pr["runId"] == run_id]
-
-        def cell_ids(keys: pd.Series, prefix: int = len(ds_id) + 1) -> pd.Series:
-            return keys.str.slice(prefix)
-
-        mk = rel("MARKER_OF", run_id)
-        out.append(
-            RunTables(
-                run={k: run[k] for k in ("runId", "model", "checkpointHash", "parameters", "createdAt")},
-                dataset=ds[["datasetId", "name", "nCells"]],
-                cells=cells,
-                genes=genes_all,  # Gene nodes are shared by all runs
-                states=st[["stateId", "kind", "name", "nCells"]],
-                properties=pr[["propertyId", "kind", "value"]],
-                cell_state=pd.DataFrame(
-                    {"cellId": cell_ids(rel("IN_STATE", run_id)["startKey"]),
-                     "stateId": local(rel("IN_STATE", run_id)["endKey"], run_id)}
-                ),
-                cell_property=pd.DataFrame(
-                    {"cellId": cell_ids(rel("HAS_PROPERTY", run_id)["startKey"]),
-                     "propertyId": local(rel("HAS_PROPERTY", run_id)["endKey"], run_id)}
-                ),
-                markers=pd.DataFrame(
-                    {"stateId": local(mk["endKey"], run_id), "symbol": mk["startKey"], "score": mk["score"],
-                     "rank": mk["rank"], "attention": mk["attention"], "logFc": mk["logFc"]}
-                ),
-                co_expressed=_pairs(rel("CO_EXPRESSED", run_id), "source", "target", {"weight": "weight"}),
-                regulates=_pairs(rel("REGULATES", run_id), "source", "target", {"weight": "weight"}),
-                subtype_of=pd.DataFrame(
-                    {"stateId": local(rel("SUBTYPE_OF", run_id)["startKey"], run_id),
-                     "parentStateId": local(rel("SUBTYPE_OF", run_id)["endKey"], run_id)}
-                ),
-                bridges=pd.DataFrame(
-                    {"stateA": local(rel("BRIDGES", run_id)["startKey"], run_id),
-                     "stateB": local(rel("BRIDGES", run_id)["endKey"], run_id),
-                     "score": rel("BRIDGES", run_id)["score"], "nCells": rel("BRIDGES", run_id)["nCells"]}
-                ),
-                associated_with=pd.DataFrame(
-                    {"stateId": local(rel("ASSOCIATED_WITH", run_id)["startKey"], run_id),
-                     "propertyId": local(rel("ASSOCIATED_WITH", run_id)["endKey"], run_id),
-                     "attention": rel("ASSOCIATED_WITH", run_id)["attention"]}
-                ),
-                expresses=pd.DataFrame(
-                    {"cellId": cell_ids(rel("EXPRESSES", run_id)["startKey"]),
-                     "symbol": rel("EXPRESSES", run_id)["endKey"],
-                     "attention": rel("EXPRESSES", run_id)["attention"]}
-                ),
-            )
-        )
+        on_dataset = rels["ON_DATASET"]
+        ds_id = str(on_dataset[on_dataset["runId"] == run_id]["endKey"].iloc[0])
+        tables: dict[str, pd.DataFrame] = {}
+        for label, spec in NODES.items():
+            if spec.table:
+                frame = _own_rows(label, nodes.get(label, pd.DataFrame(columns=spec.property_names)), run_id, ds_id)
+                tables[spec.table] = table_from_graph(spec, frame, run_id, ds_id)
+        cells = _own_rows("Cell", nodes.get("Cell", pd.DataFrame(columns=["datasetId"])), run_id, ds_id)
+        extra = [c for c in cells.columns if c not in NODES["Cell"].property_names and cells[c].notna().any()]
+        tables["cells"] = pd.concat([tables["cells"], cells[extra].reset_index(drop=True)], axis=1)
+        for rtype, spec in RELATIONSHIPS.items():
+            if spec.table:
+                frame = rels.get(rtype, pd.DataFrame(columns=["startKey", "endKey", *spec.property_names]))
+                tables[spec.table] = table_from_graph(spec, frame[frame["runId"] == run_id], run_id, ds_id)
+        out.append(RunTables(run={k: run[k] for k in ("runId", "model", "checkpointHash", "parameters", "createdAt")},
+                             **tables))
     return out
 
 
-def _pairs(frame: pd.DataFrame, a: str, b: str, props: dict[str, str]) -> pd.DataFrame:
-    out = pd.DataFrame({a: frame["startKey"].to_numpy(), b: frame["endKey"].to_numpy()})
-    for src, dst in props.items():
-        out[dst] = frame[src].to_numpy()
-    return out
+def _own_rows(label: str, frame: pd.DataFrame, run_id: str, dataset_id: str) -> pd.DataFrame:
+    """One run's rows of a node file: per-run nodes by ``runId``, cells and the dataset by ``datasetId``,
+    every gene (genes belong to no single run)."""
+    if NODES[label].scope == RUN_SCOPE:
+        return frame[frame["runId"] == run_id]
+    if "datasetId" in frame:
+        return frame[frame["datasetId"] == dataset_id]
+    return frame
 
 
 def check_database_name(database: str) -> str:

@@ -3,13 +3,16 @@
 The network is a :class:`networkx.DiGraph` when one edge kind is exported and a
 :class:`networkx.MultiDiGraph` keyed by kind (``REGULATES`` / ``CO_EXPRESSED``) when both are,
 so a gene pair can carry both. Nodes are gene symbols with an ``ensemblId`` attribute where
-known; edges carry ``kind`` and ``weight``.
+known; edges carry ``kind``, ``weight`` and, where the run recorded them, the ``REGULATES``
+evidence (``rank``, ``treeImportance``, ``treeConsensus``, ``attention``, ``perturbationZ``,
+``perturbationLogFc``, ``spearman``, ``nEvidence``; an edge without a value has no attribute).
 
 ======================  ==========================================================================
 format                  file
 ======================  ==========================================================================
 ``graphml``             ``networkx.write_graphml`` (Cytoscape desktop, Gephi, yEd, igraph)
 ``csv``                 one row per edge: ``source,target,kind,weight,sourceEnsemblId,targetEnsemblId``
+                        and the evidence columns
 ``cytoscape``           Cytoscape.js JSON ``{"elements": {"nodes": [...], "edges": [...]}}``
                         (``networkx.cytoscape_data``; opens in Cytoscape desktop and Cytoscape.js)
 ``sif``                 Simple Interaction Format: ``source<TAB>kind<TAB>target`` (no weights)
@@ -36,6 +39,7 @@ GRN_FORMATS: dict[str, tuple[str, ...]] = {
 }
 _ALIASES = {"cyjs": "cytoscape", "json": "cytoscape", "cytoscape.js": "cytoscape"}
 EDGE_COLUMNS = ["source", "target", "kind", "weight"]
+_ENDS = ("source", "target", "sourceEnsemblId", "targetEnsemblId")
 
 
 def resolve_format(path: Path, format: str | None) -> str:  # noqa: A002
@@ -67,6 +71,7 @@ def grn_graph(edges: pd.DataFrame) -> nx.DiGraph | nx.MultiDiGraph:
             attrs = {"ensemblId": str(ens)} if isinstance(ens, str) and ens else {}
             g.add_node(row[end], **attrs)
         attrs = {"kind": row["kind"], "weight": float(row["weight"])}
+        attrs.update({k: float(v) for k, v in row.items() if k not in (*_ENDS, "kind", "weight") and pd.notna(v)})
         if multi:
             g.add_edge(row["source"], row["target"], key=row["kind"], **attrs)
         else:
@@ -75,19 +80,20 @@ def grn_graph(edges: pd.DataFrame) -> nx.DiGraph | nx.MultiDiGraph:
 
 
 def _edge_table(g: nx.DiGraph | nx.MultiDiGraph) -> pd.DataFrame:
-    rows = []
+    rows, extra = [], {}
     for u, v, data in g.edges(data=True):
-        rows.append(
-            {
-                "source": u,
-                "target": v,
-                "kind": data.get("kind"),
-                "weight": data.get("weight"),
-                "sourceEnsemblId": g.nodes[u].get("ensemblId"),
-                "targetEnsemblId": g.nodes[v].get("ensemblId"),
-            }
-        )
-    cols = [*EDGE_COLUMNS, "sourceEnsemblId", "targetEnsemblId"]
+        row = {
+            "source": u,
+            "target": v,
+            "kind": data.get("kind"),
+            "weight": data.get("weight"),
+            "sourceEnsemblId": g.nodes[u].get("ensemblId"),
+            "targetEnsemblId": g.nodes[v].get("ensemblId"),
+        }
+        evidence = {k: val for k, val in data.items() if k not in row and k != "key"}
+        extra.update(dict.fromkeys(evidence))
+        rows.append({**row, **evidence})
+    cols = [*EDGE_COLUMNS, "sourceEnsemblId", "targetEnsemblId", *extra]
     return pd.DataFrame(rows, columns=cols).sort_values(["kind", "source", "target"], ignore_index=True)
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 
-from .schema import CELL_PROPERTY_PATTERN, NODES, RELATIONSHIPS, STATUS_COMPLETE
+from .schema import CELL_PROPERTY_PATTERN, GRN_TYPES, NODES, RELATIONSHIPS, STATUS_COMPLETE, run_labels
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\|[A-Za-z_][A-Za-z0-9_]*)*|[0-9]+")
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*>")
@@ -76,7 +76,8 @@ STATE_LOOKUP = (
     + """
 MATCH (s:CellState {runId: $runId})
 WHERE s.stateId = $state OR s.name = $state
-RETURN s.uid AS uid, s.stateId AS stateId, s.name AS name, s.kind AS kind, s.nCells AS nCells
+RETURN s.uid AS uid, s.stateId AS stateId, s.name AS name, s.kind AS kind, s.nCells AS nCells,
+       s.description AS description
 """
 )
 
@@ -106,7 +107,7 @@ MARKERS = (
 MATCH (g:Gene)-[m:MARKER_OF {runId: $runId}]->(s:CellState {uid: $stateUid})
 WHERE m.score > $minScore
 RETURN g.symbol AS symbol, g.ensemblId AS ensemblId, m.rank AS rank, m.score AS score,
-       m.attention AS attention, m.logFc AS logFc
+       m.attention AS attention, m.logFc AS logFc, s.name AS stateName
 ORDER BY rank ASC, score DESC, symbol ASC
 LIMIT $top
 """
@@ -128,7 +129,7 @@ SUBTYPE_NODES = (
     + """
 MATCH p = (sub:CellState {runId: $runId})-[:SUBTYPE_OF*1..8]->(parent:CellState {uid: $stateUid})
 RETURN sub.uid AS uid, sub.stateId AS stateId, sub.name AS name, sub.kind AS kind,
-       sub.nCells AS nCells, min(length(p)) AS depth
+       sub.nCells AS nCells, sub.description AS description, min(length(p)) AS depth
 ORDER BY depth ASC, stateId ASC
 """
 )
@@ -181,6 +182,12 @@ GENE_NETWORK_NODES: dict[tuple[tuple[str, ...], int], str] = {
     for depth in GENE_NETWORK_DEPTHS
 }
 
+def _edge_columns(rtype: str) -> str:
+    """``e.weight AS weight, ...``: every declared property of a network type but ``runId`` (for
+    ``REGULATES`` its evidence), so a property added to the declaration comes back from the queries."""
+    return ", ".join(_fill("e.<P> AS <P>", P=p) for p in RELATIONSHIPS[rtype].set_properties)
+
+
 #: Edges of one network type among a set of genes (``$symbols``), by relationship type.
 GENE_NETWORK_EDGES: dict[str, str] = {
     rtype: _fill(
@@ -189,12 +196,14 @@ GENE_NETWORK_EDGES: dict[str, str] = {
 UNWIND $symbols AS symbol
 MATCH (a:Gene {symbol: symbol})-[e:<TYPE> {runId: $runId}]->(b:Gene)
 WHERE b.symbol IN $symbols AND e.weight >= $minWeight
-RETURN a.symbol AS source, b.symbol AS target, e.weight AS weight
+RETURN a.symbol AS source, b.symbol AS target, """
+        + _edge_columns(rtype)
+        + """
 ORDER BY source, target
 """,
         TYPE=rtype,
     )
-    for rtype in ("REGULATES", "CO_EXPRESSED")
+    for rtype in GRN_TYPES
 }
 
 GENES_BY_SYMBOL = """
@@ -210,13 +219,15 @@ GRN_EDGES: dict[str, str] = {
         + """
 MATCH (a:Gene)-[e:<TYPE> {runId: $runId}]->(b:Gene)
 WHERE e.weight >= $minWeight
-RETURN a.symbol AS source, b.symbol AS target, e.weight AS weight,
-       a.ensemblId AS sourceEnsemblId, b.ensemblId AS targetEnsemblId
+RETURN a.symbol AS source, b.symbol AS target, a.ensemblId AS sourceEnsemblId,
+       b.ensemblId AS targetEnsemblId, """
+        + _edge_columns(rtype)
+        + """
 ORDER BY source, target
 """,
         TYPE=rtype,
     )
-    for rtype in ("REGULATES", "CO_EXPRESSED")
+    for rtype in GRN_TYPES
 }
 
 STATE_PROPERTIES = (
@@ -268,6 +279,22 @@ RETURN r.runId AS runId, d.datasetId AS datasetId, d.name AS datasetName, s.stat
 ORDER BY runId ASC, score DESC, stateId ASC
 """
 
+#: One state's markers as the run report prints them for ``cellvq cypher`` / ``store.query``
+#: (``$runId``, ``$state`` = stateId, ``$top``); one line, so that it pastes into a shell.
+REPORT_STATE_MARKERS = (
+    "MATCH (g:Gene)-[m:MARKER_OF {runId: $runId}]->(s:CellState {runId: $runId, stateId: $state}) "
+    "RETURN g.symbol AS symbol, m.rank AS rank, m.score AS score, m.attention AS attention, m.logFc AS logFc "
+    "ORDER BY rank LIMIT $top"
+)
+
+#: The top markers of every state of one kind, as the run report prints it (``$runId``, ``$kind``, ``$top``).
+REPORT_MARKERS_BY_KIND = (
+    "MATCH (g:Gene)-[m:MARKER_OF {runId: $runId}]->(s:CellState {runId: $runId, kind: $kind}) "
+    "WHERE m.rank <= $top "
+    "RETURN s.name AS state, m.rank AS rank, g.symbol AS symbol, m.score AS score "
+    "ORDER BY state, rank"
+)
+
 #: ``count`` of every node label / relationship type in the whole store.
 COUNT_NODES: dict[str, str] = {label: _fill("MATCH (n:<LABEL>) RETURN count(n) AS n", LABEL=label) for label in NODES}
 COUNT_RELS: dict[str, str] = {
@@ -276,7 +303,7 @@ COUNT_RELS: dict[str, str] = {
 #: ``count`` of a run's own facts: its per-run nodes and its relationships.
 COUNT_RUN_NODES: dict[str, str] = {
     label: _fill("MATCH (n:<LABEL> {runId: $runId}) RETURN count(n) AS n", LABEL=label)
-    for label in ("CellState", "Property")
+    for label in run_labels()
 }
 COUNT_RUN_RELS: dict[str, str] = {
     rtype: _fill("MATCH ()-[e:<TYPE> {runId: $runId}]->() RETURN count(e) AS n", TYPE=rtype)
@@ -336,15 +363,8 @@ RETURN count(*) AS deleted
 """,
         LABEL=label,
     )
-    for label in ("CellState", "Property")
+    for label in run_labels()
 }
-
-MERGE_GENES = """
-UNWIND $rows AS row
-MERGE (g:Gene {symbol: row.symbol})
-ON CREATE SET g.ensemblId = row.ensemblId
-ON MATCH SET g.ensemblId = coalesce(row.ensemblId, g.ensemblId)
-"""
 
 # ============================================================================================
 # Neo4j writes: constraints, indexes, batched UNWIND ... MERGE
@@ -369,12 +389,6 @@ NEO4J_INDEXES: dict[str, str] = {
     },
 }
 
-MERGE_CELLS = """
-UNWIND $rows AS row
-MERGE (c:Cell {uid: row.uid})
-SET c.cellId = row.cellId, c.datasetId = row.datasetId
-"""
-
 #: Extra ``cells`` columns as ``Cell`` properties (Neo4j only: LadybugDB has no ``SET n += map``).
 SET_CELL_PROPERTIES = """
 UNWIND $rows AS row
@@ -382,83 +396,54 @@ MATCH (c:Cell {uid: row.uid})
 SET c += row.props
 """
 
-MERGE_STATES = """
-UNWIND $rows AS row
-MERGE (s:CellState {uid: row.uid})
-SET s.runId = row.runId, s.stateId = row.stateId, s.kind = row.kind, s.name = row.name,
-    s.nCells = row.nCells
-"""
 
-MERGE_PROPERTIES = """
-UNWIND $rows AS row
-MERGE (p:Property {uid: row.uid})
-SET p.runId = row.runId, p.propertyId = row.propertyId, p.kind = row.kind, p.value = row.value
-"""
+def _merge_node(label: str, skip: frozenset[str] = frozenset()) -> str:
+    """``UNWIND $rows ... MERGE`` of one label's nodes on their key, every declared property set.
+
+    A ``keep_known`` label keeps a stored value where the row has none (``coalesce``)."""
+    spec = NODES[label]
+    head = _fill("\nUNWIND $rows AS row\nMERGE (n:<LABEL> {<KEY>: row.<KEY>})\n", LABEL=label, KEY=spec.key)
+    template = "n.<P> = coalesce(row.<P>, n.<P>)" if spec.keep_known else "n.<P> = row.<P>"
+    sets = [_fill(template, P=name) for name in spec.property_names if name != spec.key and name not in skip]
+    return head + ("SET " + ", ".join(sets) + "\n" if sets else "")
+
+
+def _merge_rel(rtype: str, skip: frozenset[str] = frozenset()) -> str:
+    """``UNWIND $rows ... MATCH`` both ends by key, ``MERGE`` the relationship on ``runId``, set the rest."""
+    spec = RELATIONSHIPS[rtype]
+    start, end = NODES[spec.start], NODES[spec.end]
+    names = {"START": spec.start, "SKEY": start.key, "END": spec.end, "EKEY": end.key, "TYPE": rtype}
+    head = "\nUNWIND $rows AS row\nMATCH (a:<START> {<SKEY>: row.startKey})\nMATCH (b:<END> {<EKEY>: row.endKey})\n"
+    props = [p for p in spec.set_properties if p not in skip]
+    if not props:
+        return _fill(head + "MERGE (a)-[:<TYPE> {runId: row.runId}]->(b)\n", **names)
+    merge = _fill(head + "MERGE (a)-[e:<TYPE> {runId: row.runId}]->(b)\n", **names)
+    return merge + "SET " + ", ".join(_fill("e.<P> = row.<P>", P=p) for p in props) + "\n"
+
+
+def merge_without(name: str, skip: frozenset[str]) -> str:
+    """:data:`MERGE_NODES` / :data:`MERGE_RELS` statement of ``name`` that leaves the properties
+    ``skip`` unset. LadybugDB types a parameter column that is null in every row as STRING, so its
+    UNWIND path leaves such columns out of the batch; unset equals null, because a run's facts are
+    new after :data:`RUN_BEGIN`'s delete (and a gene's known values are kept anyway)."""
+    return _merge_node(name, skip) if name in NODES else _merge_rel(name, skip)
+
+
+#: Batched node writes, by label, in writing order (unscoped labels, i.e. genes, first): every label
+#: with a source table except the run's ``Dataset`` (written by :data:`RUN_DATASET`). ``Cell`` rows
+#: carry the declared properties only.
+MERGE_NODES: dict[str, str] = {
+    label: _merge_node(label)
+    for label, spec in sorted(NODES.items(), key=lambda item: item[1].scope is not None)
+    if spec.table and spec.table != "dataset"
+}
+MERGE_GENES = MERGE_NODES["Gene"]
+MERGE_CELLS = MERGE_NODES["Cell"]
+MERGE_STATES = MERGE_NODES["CellState"]
+MERGE_PROPERTIES = MERGE_NODES["Property"]
 
 #: Batched relationship writes, by type. ``row.startKey`` / ``row.endKey`` are node keys.
-MERGE_RELS: dict[str, str] = {
-    "IN_STATE": """
-UNWIND $rows AS row
-MATCH (a:Cell {uid: row.startKey})
-MATCH (b:CellState {uid: row.endKey})
-MERGE (a)-[:IN_STATE {runId: row.runId}]->(b)
-""",
-    "HAS_PROPERTY": """
-UNWIND $rows AS row
-MATCH (a:Cell {uid: row.startKey})
-MATCH (b:Property {uid: row.endKey})
-MERGE (a)-[:HAS_PROPERTY {runId: row.runId}]->(b)
-""",
-    "MARKER_OF": """
-UNWIND $rows AS row
-MATCH (a:Gene {symbol: row.startKey})
-MATCH (b:CellState {uid: row.endKey})
-MERGE (a)-[e:MARKER_OF {runId: row.runId}]->(b)
-SET e.score = row.score, e.rank = row.rank, e.attention = row.attention, e.logFc = row.logFc
-""",
-    "CO_EXPRESSED": """
-UNWIND $rows AS row
-MATCH (a:Gene {symbol: row.startKey})
-MATCH (b:Gene {symbol: row.endKey})
-MERGE (a)-[e:CO_EXPRESSED {runId: row.runId}]->(b)
-SET e.weight = row.weight
-""",
-    "REGULATES": """
-UNWIND $rows AS row
-MATCH (a:Gene {symbol: row.startKey})
-MATCH (b:Gene {symbol: row.endKey})
-MERGE (a)-[e:REGULATES {runId: row.runId}]->(b)
-SET e.weight = row.weight
-""",
-    "SUBTYPE_OF": """
-UNWIND $rows AS row
-MATCH (a:CellState {uid: row.startKey})
-MATCH (b:CellState {uid: row.endKey})
-MERGE (a)-[:SUBTYPE_OF {runId: row.runId}]->(b)
-""",
-    "BRIDGES": """
-UNWIND $rows AS row
-MATCH (a:CellState {uid: row.startKey})
-MATCH (b:CellState {uid: row.endKey})
-MERGE (a)-[e:BRIDGES {runId: row.runId}]->(b)
-SET e.score = row.score, e.nCells = row.nCells
-""",
-    "ASSOCIATED_WITH": """
-UNWIND $rows AS row
-MATCH (a:CellState {uid: row.startKey})
-MATCH (b:Property {uid: row.endKey})
-MERGE (a)-[e:ASSOCIATED_WITH {runId: row.runId}]->(b)
-SET e.attention = row.attention
-""",
-    "EXPRESSES": """
-UNWIND $rows AS row
-MATCH (a:Cell {uid: row.startKey})
-MATCH (b:Gene {symbol: row.endKey})
-MERGE (a)-[e:EXPRESSES {runId: row.runId}]->(b)
-SET e.attention = row.attention
-""",
-}
-assert set(MERGE_RELS) | {"ON_DATASET"} == set(RELATIONSHIPS)
+MERGE_RELS: dict[str, str] = {rtype: _merge_rel(rtype) for rtype, spec in RELATIONSHIPS.items() if spec.table}
 
 #: Verifies the server answers (used when a Neo4j store opens).
 PING = "RETURN 1 AS ok"
@@ -473,13 +458,13 @@ def _columns(properties: tuple[tuple[str, str], ...]) -> list[str]:
 
 def _ladybug_node_ddl(label: str) -> str:
     spec = NODES[label]
-    template = "CREATE NODE TABLE IF NOT EXISTS <LABEL>(" + ", ".join(_columns(spec.properties)) + ", PRIMARY KEY(<KEY>))"
+    template = "CREATE NODE TABLE IF NOT EXISTS <LABEL>(" + ", ".join(_columns(spec.typed)) + ", PRIMARY KEY(<KEY>))"
     return _fill(template, LABEL=label, KEY=spec.key)
 
 
 def _ladybug_rel_ddl(rtype: str) -> str:
     spec = RELATIONSHIPS[rtype]
-    cols = "".join(", " + c for c in _columns(spec.properties))
+    cols = "".join(", " + c for c in _columns(spec.typed))
     return _fill("CREATE REL TABLE IF NOT EXISTS <TYPE>(FROM <START> TO <END>" + cols + ")",
                  TYPE=rtype, START=spec.start, END=spec.end)
 
@@ -493,14 +478,19 @@ LADYBUG_DDL: dict[str, str] = {
 #: Bulk load of one table from a DataFrame passed as ``$frame`` (columns in table order).
 COPY: dict[str, str] = {name: _fill("COPY <TABLE> FROM $frame", TABLE=name) for name in (*NODES, *RELATIONSHIPS)}
 
-LADYBUG_CELL_COLUMNS = "CALL table_info('Cell') RETURN name, type"
-LADYBUG_RUN_COLUMNS = "CALL table_info('Run') RETURN name, type"
+#: The stored columns of every table (``name, type``), by table.
+LADYBUG_TABLE_COLUMNS: dict[str, str] = {
+    name: _fill("CALL table_info('<TABLE>') RETURN name, type", TABLE=name) for name in (*NODES, *RELATIONSHIPS)
+}
+LADYBUG_CELL_COLUMNS = LADYBUG_TABLE_COLUMNS["Cell"]
 
-#: Run provenance columns added after the first release: stores written before get them on open.
-LADYBUG_RUN_MIGRATIONS: tuple[str, ...] = (
-    "ALTER TABLE Run ADD IF NOT EXISTS command STRING",
-    "ALTER TABLE Run ADD IF NOT EXISTS packageVersion STRING",
-)
+#: A declared property that a store created by an older graphdb lacks, added to its table. New
+#: properties are declared last, so the added (appended) column keeps the declared column order.
+LADYBUG_ADD_COLUMN: dict[tuple[str, str], str] = {
+    (name, prop): _fill("ALTER TABLE <TABLE> ADD IF NOT EXISTS <NAME> <KIND>", TABLE=name, NAME=prop, KIND=kind)
+    for name, spec in (*NODES.items(), *RELATIONSHIPS.items())
+    for prop, kind in spec.typed
+}
 
 #: Adds a ``Cell`` property column (``<NAME>``, ``<TYPE>``): see :func:`cell_column_statement`.
 LADYBUG_ADD_CELL_COLUMN = "ALTER TABLE Cell ADD IF NOT EXISTS `<NAME>` <TYPE>"
@@ -516,6 +506,7 @@ def cell_column_statement(template: str, name: str, kind: str = "STRING") -> str
     if not CELL_PROPERTY_PATTERN.match(name) or kind not in ("STRING", "INT64", "DOUBLE"):
         raise ValueError(f"invalid Cell column {name!r} of type {kind!r}")
     return _fill(template, NAME=name, TYPE=kind)
+
 
 LADYBUG_EXISTING_CELLS = """
 MATCH (c:Cell {datasetId: $datasetId})
@@ -557,6 +548,8 @@ SHARED_STATEMENTS: dict[str, str] = {
     "COMPARE_PROPERTIES": COMPARE_PROPERTIES,
     "BRIDGE_BETWEEN": BRIDGE_BETWEEN,
     "RUNS_WITH_MARKER": RUNS_WITH_MARKER,
+    "REPORT_STATE_MARKERS": REPORT_STATE_MARKERS,
+    "REPORT_MARKERS_BY_KIND": REPORT_MARKERS_BY_KIND,
     **_named("COUNT_NODES", COUNT_NODES),
     **_named("COUNT_RELS", COUNT_RELS),
     **_named("COUNT_RUN_NODES", COUNT_RUN_NODES),

@@ -1,9 +1,13 @@
 """The graph schema and :class:`RunTables`, the plain tables a run is written from.
 
 Everything about names lives here: node labels (PascalCase), relationship types
-(UPPER_SNAKE_CASE), property keys (camelCase) and their types. The LadybugDB DDL, the Neo4j
-bulk-import headers, the Cypher linter's schema and the rows both stores write are all derived
-from :data:`NODES` and :data:`RELATIONSHIPS`, so they cannot drift apart.
+(UPPER_SNAKE_CASE), property keys (camelCase) and their types. Each node label and relationship
+type is declared once (:data:`NODES`, :data:`RELATIONSHIPS`): key, typed properties and the
+:class:`RunTables` table it comes from. Derived from these declarations, so they cannot drift apart:
+the input tables' columns, types and foreign keys (:class:`RunTables`), the graph rows both stores
+write (:func:`graph_frames`) and their inverse (:func:`table_from_graph`), the UNWIND ``MERGE``
+statements, the LadybugDB DDL, migrations and COPY frames, the Neo4j bulk-import headers and the
+Cypher linter's schema.
 
 Keys
 ----
@@ -36,14 +40,19 @@ __all__ = [
     "RELATIONSHIPS",
     "STATE_KINDS",
     "NodeSpec",
+    "Prop",
+    "REGULATES_EVIDENCE",
     "RelSpec",
     "RunTables",
     "cell_uid",
     "graph_frames",
     "int_columns",
     "lint_schema",
+    "node_keys",
     "records",
+    "run_labels",
     "scoped_uid",
+    "table_from_graph",
 ]
 
 #: The kinds a ``CellState`` may have.
@@ -60,94 +69,193 @@ CELL_PROPERTY_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 # Property types, spelled the LadybugDB way; bulk_import maps them onto Neo4j import types.
 STRING, INT64, DOUBLE = "STRING", "INT64", "DOUBLE"
 
+# Where a property's value comes from, other than a column of the source table.
+KEY, RUN_ID, DATASET_ID = "<key>", "<runId>", "<datasetId>"
+# Scope of a node key: the key column prefixed by the run id, by the dataset id, or as it is.
+RUN_SCOPE, DATASET_SCOPE = "run", "dataset"
+
+
+@dataclass(frozen=True)
+class Prop:
+    """One typed property and where it comes from.
+
+    ``source``: a column of the source table (default: the property's own name), or :data:`KEY` (the
+    node's scoped key), :data:`RUN_ID` / :data:`DATASET_ID` (the run's / dataset's id). ``required``:
+    the source table must hold the column (otherwise it is optional and may be left out).
+    """
+
+    name: str
+    kind: str
+    required: bool = False
+    source: str | None = None
+
+    @property
+    def column(self) -> str | None:
+        """The source-table column, or ``None`` for a derived value."""
+        src = self.source or self.name
+        return None if src in (KEY, RUN_ID, DATASET_ID) else src
+
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """A node label: its key property and its typed properties (key first)."""
+    """One node label, declared once: key, typed properties (key first) and source table.
+
+    ``table`` is the :class:`RunTables` table each row of which becomes one node, ``key_column`` the
+    column that identifies a row there, ``scope`` how the key is built from it (``run``: ``runId:col``,
+    ``dataset``: ``datasetId:col``, ``None``: the column itself). ``keep_known``: a missing value never
+    erases a stored one (nodes shared by runs, e.g. a gene's Ensembl ID). New properties go last, so
+    that stores created before them gain them as appended columns.
+    """
 
     label: str
     key: str
-    properties: tuple[tuple[str, str], ...]
+    properties: tuple[Prop, ...]
+    table: str | None = None
+    key_column: str | None = None
+    scope: str | None = None
+    keep_known: bool = False
 
     @property
     def property_names(self) -> list[str]:
-        return [name for name, _ in self.properties]
+        return [p.name for p in self.properties]
+
+    @property
+    def typed(self) -> tuple[tuple[str, str], ...]:
+        """``(name, type)`` of every property, in order."""
+        return tuple((p.name, p.kind) for p in self.properties)
 
 
 @dataclass(frozen=True)
 class RelSpec:
-    """A relationship type: start label, end label and typed properties (``runId`` first)."""
+    """One relationship type, declared once: ends, typed properties (``runId`` first), source table.
+
+    Each row of ``table`` becomes one relationship from the ``start`` node named by ``start_column``
+    to the ``end`` node named by ``end_column`` (values of those labels' key columns).
+    """
 
     type: str
     start: str
     end: str
-    properties: tuple[tuple[str, str], ...]
+    properties: tuple[Prop, ...]
+    table: str | None = None
+    start_column: str | None = None
+    end_column: str | None = None
 
     @property
     def property_names(self) -> list[str]:
-        return [name for name, _ in self.properties]
+        return [p.name for p in self.properties]
 
+    @property
+    def typed(self) -> tuple[tuple[str, str], ...]:
+        return tuple((p.name, p.kind) for p in self.properties)
+
+    @property
+    def set_properties(self) -> list[str]:
+        """Properties set on the relationship besides ``runId`` (which it is merged on)."""
+        return [p.name for p in self.properties if p.source != RUN_ID]
+
+
+def _p(name: str, kind: str = STRING, *, required: bool = False, source: str | None = None) -> Prop:
+    return Prop(name, kind, required, source)
+
+
+_RUN_PROP = _p("runId", source=RUN_ID)
 
 NODES: dict[str, NodeSpec] = {
     spec.label: spec
     for spec in (
-        NodeSpec("Dataset", "datasetId", (("datasetId", STRING), ("name", STRING), ("nCells", INT64))),
+        NodeSpec(
+            "Dataset", "datasetId", (_p("datasetId", required=True), _p("name"), _p("nCells", INT64)),
+            table="dataset", key_column="datasetId",
+        ),
         NodeSpec(
             "Run",
             "runId",
-            (
-                ("runId", STRING),
-                ("model", STRING),
-                ("checkpointHash", STRING),
-                ("parameters", STRING),
-                ("createdAt", STRING),
-                ("completedAt", STRING),
-                ("status", STRING),
-                ("command", STRING),
-                ("packageVersion", STRING),
+            tuple(
+                _p(name)
+                for name in ("runId", "model", "checkpointHash", "parameters", "createdAt", "completedAt",
+                             "status", "command", "packageVersion")
             ),
         ),
-        NodeSpec("Cell", "uid", (("uid", STRING), ("cellId", STRING), ("datasetId", STRING))),
-        NodeSpec("Gene", "symbol", (("symbol", STRING), ("ensemblId", STRING))),
+        NodeSpec(
+            "Cell", "uid",
+            (_p("uid", source=KEY), _p("cellId", required=True), _p("datasetId", source=DATASET_ID)),
+            table="cells", key_column="cellId", scope=DATASET_SCOPE,
+        ),
+        NodeSpec(
+            "Gene", "symbol", (_p("symbol", required=True), _p("ensemblId")),
+            table="genes", key_column="symbol", keep_known=True,
+        ),
         NodeSpec(
             "CellState",
             "uid",
             (
-                ("uid", STRING),
-                ("runId", STRING),
-                ("stateId", STRING),
-                ("kind", STRING),
-                ("name", STRING),
-                ("nCells", INT64),
+                _p("uid", source=KEY),
+                _RUN_PROP,
+                _p("stateId", required=True),
+                _p("kind", required=True),
+                _p("name"),
+                _p("nCells", INT64),
+                _p("description"),
             ),
+            table="states", key_column="stateId", scope=RUN_SCOPE,
         ),
         NodeSpec(
             "Property",
             "uid",
-            (("uid", STRING), ("runId", STRING), ("propertyId", STRING), ("kind", STRING), ("value", STRING)),
+            (
+                _p("uid", source=KEY),
+                _RUN_PROP,
+                _p("propertyId", required=True),
+                _p("kind", required=True),
+                _p("value", required=True),
+            ),
+            table="properties", key_column="propertyId", scope=RUN_SCOPE,
         ),
     )
 }
 
-_RUN = ("runId", STRING)
+#: Evidence of a ``REGULATES`` edge beside its ``weight`` (the combined score), camelCase versions of
+#: the columns of :func:`cellvq_graph.regulatory_network`; all optional.
+REGULATES_EVIDENCE: tuple[Prop, ...] = (
+    _p("rank", INT64),
+    _p("treeImportance", DOUBLE),
+    _p("treeConsensus", DOUBLE),
+    _p("attention", DOUBLE),
+    _p("perturbationZ", DOUBLE),
+    _p("perturbationLogFc", DOUBLE),
+    _p("spearman", DOUBLE),
+    _p("nEvidence", INT64),
+)
+
+
+def _rel(rtype: str, start: str, end: str, table: str, cols: tuple[str, str], *props: Prop) -> RelSpec:
+    return RelSpec(rtype, start, end, (_RUN_PROP, *props), table, cols[0], cols[1])
+
+
+_WEIGHT = _p("weight", DOUBLE, required=True)
 RELATIONSHIPS: dict[str, RelSpec] = {
     spec.type: spec
     for spec in (
-        RelSpec("ON_DATASET", "Run", "Dataset", (_RUN,)),
-        RelSpec("IN_STATE", "Cell", "CellState", (_RUN,)),
-        RelSpec("HAS_PROPERTY", "Cell", "Property", (_RUN,)),
-        RelSpec(
-            "MARKER_OF",
-            "Gene",
-            "CellState",
-            (_RUN, ("score", DOUBLE), ("rank", INT64), ("attention", DOUBLE), ("logFc", DOUBLE)),
+        RelSpec("ON_DATASET", "Run", "Dataset", (_RUN_PROP,)),
+        _rel("IN_STATE", "Cell", "CellState", "cell_state", ("cellId", "stateId")),
+        _rel("HAS_PROPERTY", "Cell", "Property", "cell_property", ("cellId", "propertyId")),
+        _rel(
+            "MARKER_OF", "Gene", "CellState", "markers", ("symbol", "stateId"),
+            _p("score", DOUBLE, required=True), _p("rank", INT64), _p("attention", DOUBLE), _p("logFc", DOUBLE),
         ),
-        RelSpec("CO_EXPRESSED", "Gene", "Gene", (_RUN, ("weight", DOUBLE))),
-        RelSpec("REGULATES", "Gene", "Gene", (_RUN, ("weight", DOUBLE))),
-        RelSpec("SUBTYPE_OF", "CellState", "CellState", (_RUN,)),
-        RelSpec("BRIDGES", "CellState", "CellState", (_RUN, ("score", DOUBLE), ("nCells", INT64))),
-        RelSpec("ASSOCIATED_WITH", "CellState", "Property", (_RUN, ("attention", DOUBLE))),
-        RelSpec("EXPRESSES", "Cell", "Gene", (_RUN, ("attention", DOUBLE))),
+        _rel("CO_EXPRESSED", "Gene", "Gene", "co_expressed", ("source", "target"), _WEIGHT),
+        _rel("REGULATES", "Gene", "Gene", "regulates", ("source", "target"), _WEIGHT, *REGULATES_EVIDENCE),
+        _rel("SUBTYPE_OF", "CellState", "CellState", "subtype_of", ("stateId", "parentStateId")),
+        _rel(
+            "BRIDGES", "CellState", "CellState", "bridges", ("stateA", "stateB"),
+            _p("score", DOUBLE, required=True), _p("nCells", INT64),
+        ),
+        _rel(
+            "ASSOCIATED_WITH", "CellState", "Property", "associated_with", ("stateId", "propertyId"),
+            _p("attention", DOUBLE, required=True),
+        ),
+        _rel("EXPRESSES", "Cell", "Gene", "expresses", ("cellId", "symbol"), _p("attention", DOUBLE, required=True)),
     )
 }
 
@@ -165,8 +273,13 @@ def cell_uid(dataset_id: str, cell_id: str) -> str:
     return f"{dataset_id}:{cell_id}"
 
 
+def run_labels() -> list[str]:
+    """Labels whose nodes belong to one run (keyed ``runId:...``), deleted with it."""
+    return [label for label, spec in NODES.items() if spec.scope == RUN_SCOPE]
+
+
 # --------------------------------------------------------------------------------------------
-# RunTables
+# RunTables: the input tables, derived from the declarations
 
 
 @dataclass(frozen=True)
@@ -177,65 +290,44 @@ class _TableSpec:
     extra_columns: bool = False
 
 
+def _node_table(spec: NodeSpec) -> _TableSpec:
+    cols = [p for p in spec.properties if p.column]
+    return _TableSpec(
+        tuple((p.column, p.kind) for p in cols if p.required),
+        tuple((p.column, p.kind) for p in cols if not p.required),
+        (spec.key_column,),
+        extra_columns=spec.label == "Cell",
+    )
+
+
+def _rel_table(spec: RelSpec) -> _TableSpec:
+    ends = ((spec.start_column, NODES[spec.start]), (spec.end_column, NODES[spec.end]))
+    cols = [p for p in spec.properties if p.column]
+    required = [(col, _key_kind(node)) for col, node in ends]
+    required += [(p.column, p.kind) for p in cols if p.required]
+    return _TableSpec(
+        tuple(required), tuple((p.column, p.kind) for p in cols if not p.required),
+        (spec.start_column, spec.end_column),
+    )
+
+
+def _key_kind(node: NodeSpec) -> str:
+    return next(p.kind for p in node.properties if p.column == node.key_column)
+
+
 _TABLES: dict[str, _TableSpec] = {
-    "dataset": _TableSpec((("datasetId", STRING),), (("name", STRING), ("nCells", INT64)), ("datasetId",)),
-    "cells": _TableSpec((("cellId", STRING),), (), ("cellId",), extra_columns=True),
-    "genes": _TableSpec((("symbol", STRING),), (("ensemblId", STRING),), ("symbol",)),
-    "states": _TableSpec(
-        (("stateId", STRING), ("kind", STRING)), (("name", STRING), ("nCells", INT64)), ("stateId",)
-    ),
-    "properties": _TableSpec(
-        (("propertyId", STRING), ("kind", STRING), ("value", STRING)), (), ("propertyId",)
-    ),
-    "cell_state": _TableSpec((("cellId", STRING), ("stateId", STRING)), (), ("cellId", "stateId")),
-    "cell_property": _TableSpec((("cellId", STRING), ("propertyId", STRING)), (), ("cellId", "propertyId")),
-    "markers": _TableSpec(
-        (("stateId", STRING), ("symbol", STRING), ("score", DOUBLE)),
-        (("rank", INT64), ("attention", DOUBLE), ("logFc", DOUBLE)),
-        ("stateId", "symbol"),
-    ),
-    "co_expressed": _TableSpec(
-        (("source", STRING), ("target", STRING), ("weight", DOUBLE)), (), ("source", "target")
-    ),
-    "regulates": _TableSpec(
-        (("source", STRING), ("target", STRING), ("weight", DOUBLE)), (), ("source", "target")
-    ),
-    "subtype_of": _TableSpec(
-        (("stateId", STRING), ("parentStateId", STRING)), (), ("stateId", "parentStateId")
-    ),
-    "bridges": _TableSpec(
-        (("stateA", STRING), ("stateB", STRING), ("score", DOUBLE)), (("nCells", INT64),), ("stateA", "stateB")
-    ),
-    "associated_with": _TableSpec(
-        (("stateId", STRING), ("propertyId", STRING), ("attention", DOUBLE)), (), ("stateId", "propertyId")
-    ),
-    "expresses": _TableSpec(
-        (("cellId", STRING), ("symbol", STRING), ("attention", DOUBLE)), (), ("cellId", "symbol")
-    ),
+    **{spec.table: _node_table(spec) for spec in NODES.values() if spec.table},
+    **{spec.table: _rel_table(spec) for spec in RELATIONSHIPS.values() if spec.table},
 }
 
 _RUN_FIELDS = ("runId", "model", "checkpointHash", "parameters", "createdAt", "command", "packageVersion")
 
-# (table, column) -> (referenced table, referenced column)
-_REFERENCES: tuple[tuple[str, str, str, str], ...] = (
-    ("cell_state", "cellId", "cells", "cellId"),
-    ("cell_state", "stateId", "states", "stateId"),
-    ("cell_property", "cellId", "cells", "cellId"),
-    ("cell_property", "propertyId", "properties", "propertyId"),
-    ("markers", "stateId", "states", "stateId"),
-    ("markers", "symbol", "genes", "symbol"),
-    ("co_expressed", "source", "genes", "symbol"),
-    ("co_expressed", "target", "genes", "symbol"),
-    ("regulates", "source", "genes", "symbol"),
-    ("regulates", "target", "genes", "symbol"),
-    ("subtype_of", "stateId", "states", "stateId"),
-    ("subtype_of", "parentStateId", "states", "stateId"),
-    ("bridges", "stateA", "states", "stateId"),
-    ("bridges", "stateB", "states", "stateId"),
-    ("associated_with", "stateId", "states", "stateId"),
-    ("associated_with", "propertyId", "properties", "propertyId"),
-    ("expresses", "cellId", "cells", "cellId"),
-    ("expresses", "symbol", "genes", "symbol"),
+# (table, column) -> (referenced table, referenced column): every relationship end names a node row
+_REFERENCES: tuple[tuple[str, str, str, str], ...] = tuple(
+    (spec.table, column, NODES[label].table, NODES[label].key_column)
+    for spec in RELATIONSHIPS.values()
+    if spec.table
+    for column, label in ((spec.start_column, spec.start), (spec.end_column, spec.end))
 )
 
 TableLike = pd.DataFrame | Mapping[str, Any] | Iterable[Mapping[str, Any]] | None
@@ -315,7 +407,9 @@ def _infer_kind(series: pd.Series) -> str:
 class RunTables:
     """One CellVQ run as plain tables (pandas DataFrames or lists of dict records).
 
-    Columns are camelCase. Required columns are listed first; optional ones may be left out.
+    Columns are camelCase. Required columns are listed first; optional ones may be left out. The
+    tables, their columns, types and references are derived from :data:`NODES` and
+    :data:`RELATIONSHIPS` (each node label and relationship type names its source table).
 
     ========================  =====================================================================
     table                     columns
@@ -324,13 +418,14 @@ class RunTables:
     ``dataset`` (1 row)       datasetId; name, nCells
     ``cells``                 cellId; any extra columns become ``Cell`` properties
     ``genes``                 symbol; ensemblId
-    ``states``                stateId, kind (code|cluster|subtype|cellType); name, nCells
+    ``states``                stateId, kind (code|cluster|subtype|cellType); name, nCells, description
     ``properties``            propertyId, kind, value
     ``cell_state``            cellId, stateId
     ``cell_property``         cellId, propertyId
     ``markers``               stateId, symbol, score; rank, attention, logFc
     ``co_expressed``          source, target, weight
-    ``regulates``             source, target, weight
+    ``regulates``             source, target, weight; rank, treeImportance, treeConsensus, attention,
+                              perturbationZ, perturbationLogFc, spearman, nEvidence (the evidence)
     ``subtype_of``            stateId, parentStateId
     ``bridges``               stateA, stateB, score; nCells
     ``associated_with``       stateId, propertyId, attention
@@ -522,87 +617,83 @@ def graph_frames(tables: RunTables) -> tuple[dict[str, pd.DataFrame], dict[str, 
     """Turn :class:`RunTables` into one frame per node label and per relationship type.
 
     Node frames hold exactly the label's properties (``Cell`` frames also the extra cell
-    columns) in schema order. Relationship frames hold ``startKey``, ``endKey`` (the key of
-    the start and end node) followed by the type's properties in schema order. This is the one
-    mapping used by the LadybugDB COPY path, the Neo4j UNWIND path and the bulk-import writer.
-    The ``Run`` frame's ``status`` is ``writing``.
+    columns) in declaration order. Relationship frames hold ``startKey``, ``endKey`` (the key of
+    the start and end node) followed by the type's properties in declaration order. This is the
+    one mapping used by the LadybugDB COPY path, the UNWIND path and the bulk-import writer, all
+    derived from :data:`NODES` and :data:`RELATIONSHIPS`. The ``Run`` frame's ``status`` is ``writing``.
     """
-    t = tables
-    run_id, ds_id = t.run_id, t.dataset_id
-    n = len
-
-    def state_uid(col: pd.Series) -> pd.Series:
-        return (run_id + ":" + col).astype(object)
-
-    def cell_uids(col: pd.Series) -> pd.Series:
-        return (ds_id + ":" + col).astype(object)
-
     nodes: dict[str, pd.DataFrame] = {}
-    nodes["Run"] = pd.DataFrame(
-        [{**t.run, "completedAt": None, "status": STATUS_WRITING}], columns=NODES["Run"].property_names
-    )
-    nodes["Dataset"] = t.dataset[NODES["Dataset"].property_names].copy()
-    cells = pd.DataFrame(
-        {"uid": cell_uids(t.cells["cellId"]), "cellId": t.cells["cellId"], "datasetId": [ds_id] * n(t.cells)}
-    )
-    for col in t.cell_property_types:
-        cells[col] = t.cells[col].to_numpy()
-    nodes["Cell"] = cells
-    nodes["Gene"] = t.genes[["symbol", "ensemblId"]].copy()
-    nodes["CellState"] = pd.DataFrame(
-        {
-            "uid": state_uid(t.states["stateId"]),
-            "runId": [run_id] * n(t.states),
-            "stateId": t.states["stateId"],
-            "kind": t.states["kind"],
-            "name": t.states["name"],
-            "nCells": t.states["nCells"],
-        }
-    )
-    nodes["Property"] = pd.DataFrame(
-        {
-            "uid": state_uid(t.properties["propertyId"]),
-            "runId": [run_id] * n(t.properties),
-            "propertyId": t.properties["propertyId"],
-            "kind": t.properties["kind"],
-            "value": t.properties["value"],
-        }
-    )
-
-    def rel(start: pd.Series, end: pd.Series, frame: pd.DataFrame, props: list[str]) -> pd.DataFrame:
-        out = pd.DataFrame({"startKey": start.to_numpy(), "endKey": end.to_numpy(), "runId": [run_id] * len(frame)})
-        for p in props:
-            out[p] = frame[p].to_numpy()
-        return out
-
+    for label, spec in NODES.items():
+        if spec.table is None:  # the Run node, from the run record
+            run = {**tables.run, "completedAt": None, "status": STATUS_WRITING}
+            nodes[label] = pd.DataFrame([run], columns=spec.property_names)
+            continue
+        source = getattr(tables, spec.table)
+        frame = pd.DataFrame({p.name: _values(p, source, spec, tables) for p in spec.properties})
+        if label == "Cell":
+            for col in tables.cell_property_types:
+                frame[col] = source[col].to_numpy()
+        nodes[label] = frame
     rels: dict[str, pd.DataFrame] = {}
-    rels["ON_DATASET"] = pd.DataFrame({"startKey": [run_id], "endKey": [ds_id], "runId": [run_id]})
-    rels["IN_STATE"] = rel(cell_uids(t.cell_state["cellId"]), state_uid(t.cell_state["stateId"]), t.cell_state, [])
-    rels["HAS_PROPERTY"] = rel(
-        cell_uids(t.cell_property["cellId"]), state_uid(t.cell_property["propertyId"]), t.cell_property, []
-    )
-    rels["MARKER_OF"] = rel(
-        t.markers["symbol"], state_uid(t.markers["stateId"]), t.markers, ["score", "rank", "attention", "logFc"]
-    )
-    rels["CO_EXPRESSED"] = rel(t.co_expressed["source"], t.co_expressed["target"], t.co_expressed, ["weight"])
-    rels["REGULATES"] = rel(t.regulates["source"], t.regulates["target"], t.regulates, ["weight"])
-    rels["SUBTYPE_OF"] = rel(
-        state_uid(t.subtype_of["stateId"]), state_uid(t.subtype_of["parentStateId"]), t.subtype_of, []
-    )
-    rels["BRIDGES"] = rel(
-        state_uid(t.bridges["stateA"]), state_uid(t.bridges["stateB"]), t.bridges, ["score", "nCells"]
-    )
-    rels["ASSOCIATED_WITH"] = rel(
-        state_uid(t.associated_with["stateId"]),
-        state_uid(t.associated_with["propertyId"]),
-        t.associated_with,
-        ["attention"],
-    )
-    rels["EXPRESSES"] = rel(cell_uids(t.expresses["cellId"]), t.expresses["symbol"], t.expresses, ["attention"])
-    for rtype, frame in rels.items():
-        expected = ["startKey", "endKey", *RELATIONSHIPS[rtype].property_names]
-        assert list(frame.columns) == expected, (rtype, list(frame.columns))
+    for rtype, spec in RELATIONSHIPS.items():
+        if spec.table is None:  # ON_DATASET: the run and its dataset
+            rels[rtype] = pd.DataFrame({"startKey": [tables.run_id], "endKey": [tables.dataset_id],
+                                        "runId": [tables.run_id]})
+            continue
+        source = getattr(tables, spec.table)
+        frame = {
+            "startKey": node_keys(NODES[spec.start], source[spec.start_column], tables),
+            "endKey": node_keys(NODES[spec.end], source[spec.end_column], tables),
+        }
+        frame.update({p.name: _values(p, source, None, tables) for p in spec.properties})
+        rels[rtype] = pd.DataFrame(frame)
     return nodes, rels
+
+
+def node_keys(spec: NodeSpec, ids: pd.Series, tables: RunTables) -> np.ndarray:
+    """Node keys of ``spec`` for the values ``ids`` of its key column (scoped by run or dataset)."""
+    prefix = {RUN_SCOPE: tables.run_id, DATASET_SCOPE: tables.dataset_id}.get(spec.scope)
+    values = ids.to_numpy(dtype=object)
+    if prefix is None:
+        return values.copy()
+    return np.array([f"{prefix}:{v}" for v in values], dtype=object)
+
+
+def _values(prop: Prop, source: pd.DataFrame, node: NodeSpec | None, tables: RunTables) -> np.ndarray:
+    n = len(source)
+    if prop.source == KEY:
+        return node_keys(node, source[node.key_column], tables)
+    if prop.source == RUN_ID:
+        return np.array([tables.run_id] * n, dtype=object)
+    if prop.source == DATASET_ID:
+        return np.array([tables.dataset_id] * n, dtype=object)
+    return source[prop.column].to_numpy()
+
+
+def table_from_graph(
+    spec: NodeSpec | RelSpec, frame: pd.DataFrame, run_id: str, dataset_id: str
+) -> pd.DataFrame:
+    """The inverse of :func:`graph_frames` for one label or type: its source table's columns.
+
+    ``frame`` holds one run's nodes (node properties) or relationships (``startKey``, ``endKey``,
+    properties), as read back from a store or a bulk-import file.
+    """
+    prefixes = {RUN_SCOPE: run_id, DATASET_SCOPE: dataset_id}
+    out = pd.DataFrame(index=frame.index)
+    if isinstance(spec, RelSpec):
+        for end, col, label in (("startKey", spec.start_column, spec.start), ("endKey", spec.end_column, spec.end)):
+            out[col] = _unscoped(frame[end], prefixes.get(NODES[label].scope))
+    for prop in spec.properties:
+        if prop.column and prop.name in frame:
+            out[prop.column] = frame[prop.name].to_numpy()
+    return out.reset_index(drop=True)
+
+
+def _unscoped(keys: pd.Series, prefix: str | None) -> np.ndarray:
+    values = keys.astype(object).to_numpy()
+    if prefix is None:
+        return values
+    return np.array([str(v)[len(prefix) + 1 :] for v in values], dtype=object)
 
 
 def records(frame: pd.DataFrame, int_columns: Iterable[str] = ()) -> list[dict[str, Any]]:
@@ -633,7 +724,7 @@ def records(frame: pd.DataFrame, int_columns: Iterable[str] = ()) -> list[dict[s
 def int_columns(label_or_type: str, cell_property_types: Mapping[str, str] | None = None) -> list[str]:
     """Names of the INT64 properties of a node label or relationship type."""
     spec = NODES.get(label_or_type) or RELATIONSHIPS[label_or_type]
-    cols = [name for name, kind in spec.properties if kind == INT64]
+    cols = [p.name for p in spec.properties if p.kind == INT64]
     if label_or_type == "Cell" and cell_property_types:
         cols += [name for name, kind in cell_property_types.items() if kind == INT64]
     return cols

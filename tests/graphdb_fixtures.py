@@ -120,6 +120,36 @@ def _tfs() -> set[str]:
     raise FileNotFoundError(f"human_tfs_lambert2018.txt not found in {[str(p) for p in TFS_CANDIDATES]}")
 
 
+def _describe(name: str, n_cells: int, markers: pd.DataFrame) -> str:
+    """A state's description from its evidence: size and strongest markers (with log2 fold change)."""
+    top = markers.sort_values("rank").head(3)
+    genes = ", ".join(f"{g} (log2FC {fc:.1f})" for g, fc in zip(top["symbol"], top["logFc"]))
+    return f"{name}: {n_cells} cells; top markers {genes or 'none'}"
+
+
+def _regulatory_evidence(
+    reg: pd.DataFrame, tf_expr: np.ndarray, tfs: list[str], target_expr: np.ndarray, targets: list[str]
+) -> pd.DataFrame:
+    """REGULATES evidence columns as cellvq_graph.regulatory_network names them (camelCase): the
+    Spearman correlation of TF and target across cells and the edge's rank by weight; the fixture has
+    no trees, attention or perturbation, so those columns are missing (null) and nEvidence is 0."""
+    from scipy.stats import rankdata
+
+    tr = rankdata(tf_expr, axis=0)
+    gr = rankdata(target_expr, axis=0)
+    tz = (tr - tr.mean(0)) / (tr.std(0) + 1e-12)
+    gz = (gr - gr.mean(0)) / (gr.std(0) + 1e-12)
+    ti = reg["source"].map({g: i for i, g in enumerate(tfs)}).to_numpy()
+    gi = reg["target"].map({g: j for j, g in enumerate(targets)}).to_numpy()
+    out = reg.copy()
+    out["spearman"] = (tz[:, ti] * gz[:, gi]).mean(axis=0)
+    out["rank"] = out["weight"].rank(ascending=False, method="first").astype(np.int64)
+    for col in ("treeImportance", "treeConsensus", "attention", "perturbationZ", "perturbationLogFc"):
+        out[col] = np.nan
+    out["nEvidence"] = 0
+    return out
+
+
 def pbmc_run_tables(
     run_id: str = "pbmc3k-r1",
     *,
@@ -180,6 +210,8 @@ def pbmc_run_tables(
             )
     markers = pd.DataFrame(marker_rows)
     marker_genes = sorted(set(markers["symbol"]))
+    states["description"] = [_describe(r.name, r.nCells, markers[markers["stateId"] == r.stateId])
+                             for r in states.itertuples()]
 
     # ---- co-expression among marker genes; regulator (TF) -> marker edges
     gidx = {g: i for i, g in enumerate(genes)}
@@ -209,6 +241,7 @@ def pbmc_run_tables(
         }
     )
     reg = reg[reg["source"] != reg["target"]].reset_index(drop=True)
+    reg = _regulatory_evidence(reg, t, tfs, m, marker_genes)
 
     # ---- genes
     used = sorted(set(marker_genes) | set(reg["source"]) | set(reg["target"]))
@@ -465,6 +498,30 @@ def check_named_queries(store, tables: RunTables) -> None:
         {"runId": run_id, "name": "NK"},
     )
     assert list(q["symbol"]) == list(nk["symbol"].head(3))
+    check_names_and_evidence(store, tables)
+
+
+def check_names_and_evidence(store, tables: RunTables) -> None:
+    """State names and descriptions, and the REGULATES evidence columns, come back as written."""
+    run_id = tables.run_id
+    described = tables.states.set_index("stateId")
+    assert (store.markers("cellType:B", top=3, run_id=run_id)["stateName"] == "B").all()
+    t = store.subtype_graph("T cell", run_id=run_id).nodes.set_index("stateId")
+    assert t["description"].to_dict() == described.loc[t.index, "description"].to_dict()
+    n_cd8 = int(described.loc["subtype:CD8 T", "nCells"])
+    assert t.loc["subtype:CD8 T", "description"].startswith(f"CD8 T: {n_cd8} cells; top markers ")
+    key = ["source", "target"]
+    want = tables.regulates.sort_values(key, ignore_index=True)
+    got = store.grn_edges(run_id=run_id, kinds=("REGULATES",)).sort_values(key, ignore_index=True)
+    assert got[key].equals(want[key])
+    np.testing.assert_allclose(got["spearman"].astype(float), want["spearman"], rtol=1e-12)
+    assert got["rank"].astype(int).tolist() == want["rank"].astype(int).tolist()
+    assert got["nEvidence"].astype(int).eq(0).all()
+    assert got["perturbationZ"].isna().all() and got["treeImportance"].isna().all()
+    net = store.gene_network("LYZ", depth=1, kinds=("REGULATES",), run_id=run_id).edges
+    assert len(net) > 0
+    ref = want.set_index(key)["spearman"]
+    np.testing.assert_allclose(net["spearman"].astype(float), ref.loc[list(zip(net["source"], net["target"]))])
 
 
 def check_idempotent_rewrite(store, tables: RunTables, **write_kwargs) -> None:

@@ -52,8 +52,15 @@ def test_headers_use_neo4j_import_syntax(tmp_path, two_runs):
         "kind:string",
         "name:string",
         "nCells:long",
+        "description:string",
         ":LABEL",
     ]
+    with out.rel_files["REGULATES"].open() as fh:
+        assert next(csv.reader(fh)) == [
+            ":START_ID(Gene)", ":END_ID(Gene)", "runId:string", "weight:double", "rank:long",
+            "treeImportance:double", "treeConsensus:double", "attention:double", "perturbationZ:double",
+            "perturbationLogFc:double", "spearman:double", "nEvidence:long", ":TYPE",
+        ]
     with out.rel_files["MARKER_OF"].open() as fh:
         header = next(csv.reader(fh))
     assert header == [

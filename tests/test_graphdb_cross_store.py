@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+import numpy as np
+import pandas as pd
 import pytest
 from graphdb_fixtures import NAMED_QUERIES, assert_same_answers, pbmc_run_tables
 
@@ -30,3 +32,24 @@ def test_named_query_same_rows_on_both_stores(stores, name):
     by_backend, run_id = stores
     query = NAMED_QUERIES[name]
     assert_same_answers(query(by_backend["ladybug"], run_id), query(by_backend["neo4j"], run_id))
+
+
+def test_names_descriptions_and_evidence_same_on_both_stores(stores):
+    """Issue 13 items 2-3 (store): state names/descriptions and REGULATES evidence, identical on both."""
+    from graphdb_fixtures import check_names_and_evidence
+
+    by_backend, run_id = stores
+    tables = pbmc_run_tables(run_id)
+    answers = {}
+    for backend, store in by_backend.items():
+        check_names_and_evidence(store, tables)  # each store returns what was written
+        nodes = store.subtype_graph("Monocyte", run_id=run_id).nodes.sort_values("stateId", ignore_index=True)
+        edges = store.grn_edges(run_id=run_id, kinds=("REGULATES",)).sort_values(["source", "target"], ignore_index=True)
+        answers[backend] = (nodes[["stateId", "name", "description"]], edges)
+    (ln, le), (nn, ne) = answers["ladybug"], answers["neo4j"]
+    assert ln.equals(nn) and ln["description"].str.contains("top markers").all()
+    assert list(le.columns) == list(ne.columns) and len(le) == len(ne) > 0
+    for col in ("rank", "treeImportance", "treeConsensus", "attention", "perturbationZ", "perturbationLogFc",
+                "spearman", "nEvidence"):
+        np.testing.assert_allclose(pd.to_numeric(le[col]).astype(float), pd.to_numeric(ne[col]).astype(float),
+                                   rtol=1e-12, err_msg=col)

@@ -12,7 +12,7 @@ from graphdb_fixtures import pbmc_run_tables
 from graphdb import RELATIONSHIPS, ReadOnlyViolation, RunTables, SchemaError
 from graphdb import queries as q
 from graphdb.readonly import check_read_only, cypher_keywords
-from graphdb.schema import NODES, graph_frames, int_columns, lint_schema, records
+from graphdb.schema import NODES, REGULATES_EVIDENCE, graph_frames, int_columns, lint_schema, records
 
 
 def minimal(**overrides) -> RunTables:
@@ -44,7 +44,8 @@ def test_defaults_are_filled():
     assert t.states["nCells"].tolist() == [2.0]  # counted from cell_state
     assert t.dataset["nCells"].tolist() == [2.0]
     assert t.cell_property_types == {"nCounts": "DOUBLE"}
-    assert len(t.regulates) == 0 and list(t.regulates.columns) == ["source", "target", "weight"]
+    assert len(t.regulates) == 0
+    assert list(t.regulates.columns) == ["source", "target", "weight", *(p.name for p in REGULATES_EVIDENCE)]
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from .. import queries as q
 from ..errors import AmbiguousStateError, NotFoundError, ReadOnlyViolation
 from ..export import GRN_FORMATS, grn_graph, write_grn
 from ..readonly import check_read_only
-from ..schema import GRN_TYPES, RELATIONSHIPS, STATUS_COMPLETE, RunTables
+from ..schema import GRN_TYPES, RELATIONSHIPS, STATUS_COMPLETE, RunTables, run_labels
 
 log = logging.getLogger("graphdb")
 
@@ -247,8 +247,9 @@ class GraphStore(ABC):
     ) -> pd.DataFrame:
         """The ``top`` marker genes of a state, best first.
 
-        Columns: ``symbol, ensemblId, rank, score, attention, logFc``. Only genes with a positive
-        score (enriched in the state) unless ``include_negative=True`` (depleted genes too).
+        Columns: ``symbol, ensemblId, rank, score, attention, logFc, stateName`` (the state's name,
+        e.g. a subtype's generated one-line name). Only genes with a positive score (enriched in the
+        state) unless ``include_negative=True`` (depleted genes too).
         """
         st = self.resolve_state(state, run_id)
         top = _positive_int(top, "top")
@@ -271,14 +272,15 @@ class GraphStore(ABC):
     def subtype_graph(self, cell_type: str, *, run_id: str | None = None) -> Subgraph:
         """A cell type, its subtypes (``SUBTYPE_OF``, any depth) and the ``BRIDGES`` among them.
 
-        ``nodes``: ``stateId, name, kind, nCells, depth`` (0 = the cell type itself).
+        ``nodes``: ``stateId, name, kind, nCells, description, depth`` (0 = the cell type itself);
+        ``name`` / ``description`` are the states' (generated) one-line names and descriptions.
         ``edges``: ``source, target, type`` (``SUBTYPE_OF`` | ``BRIDGES``), ``score``, ``nCells``.
         """
         parent = self.resolve_state(cell_type, run_id)
         run = parent["runId"]
         subs = self._read(q.SUBTYPE_NODES, {"runId": run, "stateUid": parent["uid"]})
         top = pd.DataFrame(
-            [{k: parent[k] for k in ("uid", "stateId", "name", "kind", "nCells")} | {"depth": 0}]
+            [{k: parent[k] for k in ("uid", "stateId", "name", "kind", "nCells", "description")} | {"depth": 0}]
         )
         nodes = pd.concat([top, subs], ignore_index=True) if not subs.empty else top
         uids = list(nodes["uid"])
@@ -304,7 +306,9 @@ class GraphStore(ABC):
 
         Walks ``REGULATES`` and/or ``CO_EXPRESSED`` edges of the run (either direction) whose
         ``weight >= min_weight``. ``nodes``: ``symbol, ensemblId``; ``edges``: ``source, target,
-        type, weight``.
+        type, weight`` and the ``REGULATES`` evidence (``rank, treeImportance, treeConsensus,
+        attention, perturbationZ, perturbationLogFc, spearman, nEvidence``; missing on
+        ``CO_EXPRESSED`` edges and where the run recorded none).
         """
         run = self.resolve_run(run_id)
         gene = self.resolve_gene(symbol)
@@ -321,7 +325,7 @@ class GraphStore(ABC):
             )
             e["type"] = rtype
             frames.append(e)
-        edges = pd.concat(frames, ignore_index=True).reindex(columns=["source", "target", "type", "weight"])
+        edges = pd.concat(frames, ignore_index=True).reindex(columns=["source", "target", "type", *_EDGE_PROPS])
         nodes = self._read(q.GENES_BY_SYMBOL, {"symbols": symbols}).sort_values("symbol", ignore_index=True)
         return Subgraph(nodes=nodes, edges=edges, node_key="symbol")
 
@@ -384,16 +388,18 @@ class GraphStore(ABC):
     def grn_edges(
         self, *, run_id: str | None = None, kinds: Sequence[str] = GRN_TYPES, min_weight: float = float("-inf")
     ) -> pd.DataFrame:
-        """Every network edge of a run: ``source, target, kind, weight, sourceEnsemblId, targetEnsemblId``.
+        """Every network edge of a run: ``source, target, kind, weight, sourceEnsemblId, targetEnsemblId``
+        and the ``REGULATES`` evidence columns (see :meth:`gene_network`).
 
         Both kinds (``REGULATES``, ``CO_EXPRESSED``) by default, told apart by ``kind``."""
         run = self.resolve_run(run_id)
         frames = []
         for rtype in _kinds_key(kinds):
             e = self._read(q.GRN_EDGES[rtype], {"runId": run, "minWeight": float(min_weight)})
-            e.insert(2, "kind", rtype)
+            e["kind"] = rtype
             frames.append(e)
-        return pd.concat(frames, ignore_index=True)
+        columns = ["source", "target", "kind", "weight", "sourceEnsemblId", "targetEnsemblId", *_EDGE_PROPS[1:]]
+        return pd.concat(frames, ignore_index=True).reindex(columns=columns)
 
     def export_grn(
         self,
@@ -518,7 +524,7 @@ class GraphStore(ABC):
         total = 0
         for rtype in RELATIONSHIPS:
             total += self._delete_loop(q.DELETE_RUN_RELS[rtype], run_id, batch_size)
-        for label in ("CellState", "Property"):
+        for label in run_labels():
             total += self._delete_loop(q.DELETE_RUN_NODES[label], run_id, batch_size)
         return total
 
@@ -560,6 +566,10 @@ class GraphStore(ABC):
     @staticmethod
     def _now() -> str:
         return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+#: Properties of the network edges, in declaration order (``weight`` first, then the REGULATES evidence).
+_EDGE_PROPS: list[str] = list(dict.fromkeys(p for rtype in GRN_TYPES for p in RELATIONSHIPS[rtype].set_properties))
 
 
 def _min_score(include_negative: bool) -> float:

@@ -21,7 +21,7 @@ read-write open when no other process holds the database, and otherwise raises
 :class:`~graphdb.errors.RecoveryPendingError` naming ``cellvq runs recover``. Runs left
 ``writing`` are listed by ``store.incomplete_runs()`` and removed by ``store.recover()``.
 
-``method="unwind"`` writes through the Neo4j code path instead (:mod:`.unwind_writer`), with
+``method="unwind"`` writes through the Neo4j code path instead (:class:`.unwind_writer.UnwindWriter`), with
 the same statements the Neo4j store sends; it suits small incremental writes and is how the
 tests check those statements on a real database.
 
@@ -51,9 +51,9 @@ from ..errors import (
     SchemaError,
     StoreLockedError,
 )
-from ..schema import CELL_PROPERTY_PATTERN, DOUBLE, INT64, STRING, RunTables, graph_frames
-from .base import DEFAULT_BATCH_SIZE, GraphStore, StepHook, WriteReport, progress_bar, rows_per_step
-from .unwind_writer import write_run_unwind
+from ..schema import CELL_PROPERTY_PATTERN, DOUBLE, INT64, STRING, RunTables, graph_frames, records
+from .base import DEFAULT_BATCH_SIZE, StepHook, WriteReport, progress_bar, rows_per_step
+from .unwind_writer import UnwindWriter
 
 log = logging.getLogger("graphdb")
 
@@ -65,7 +65,7 @@ DEFAULT_BUFFER_POOL = 1 << 30
 _LADYBUG_TYPES = {STRING: "STRING", INT64: "INT64", DOUBLE: "DOUBLE"}
 
 
-class LadybugStore(GraphStore):
+class LadybugStore(UnwindWriter):
     """A :class:`GraphStore` on an embedded LadybugDB file.
 
     Parameters
@@ -119,9 +119,9 @@ class LadybugStore(GraphStore):
             except RuntimeError as exc2:
                 raise _open_error(self.path, exc2) from exc2
         if not read_only:
-            for stmt in (*q.LADYBUG_DDL.values(), *q.LADYBUG_RUN_MIGRATIONS):
+            for stmt in (*q.LADYBUG_DDL.values(), *_migrations(self._conn)):
                 self._conn.execute(stmt)
-        elif _needs_migration(self._conn):  # a store written before the Run provenance columns
+        elif _migrations(self._conn):  # a store written before some declared columns existed
             self._conn.close()
             self._db.close()
             _migrate(ladybug, self.path, opts)
@@ -202,10 +202,7 @@ class LadybugStore(GraphStore):
         batch = int(batch_size or self.batch_size)
         if method == "unwind":
             self._ensure_cell_columns(tables.cell_property_types)
-            return write_run_unwind(
-                self, tables, batch_size=batch, set_cell_properties=self._set_cell_columns,
-                progress=progress, on_step=on_step,
-            )
+            return self._write_unwind(tables, batch_size=batch, progress=progress, on_step=on_step)
         if method != "copy":
             raise ValueError(f"method must be 'copy' or 'unwind', got {method!r}")
         return self._write_run_copy(tables, progress=progress, on_step=on_step)
@@ -322,10 +319,19 @@ class LadybugStore(GraphStore):
                     f"convert the column to {have.lower()} or rename it"
                 )
 
-    def _set_cell_columns(self, frame: pd.DataFrame, types: Mapping[str, str]) -> int:
-        """Extra ``Cell`` columns for the UNWIND path: one parameterised SET per column."""
-        from ..schema import records
+    def _batch_statement(self, name: str, statement: str, batch: list[dict[str, Any]]) -> str:
+        """Leave out of the statement (and the batch) every column that is null in all its rows:
+        LadybugDB would type it STRING and refuse it for a numeric property (:func:`queries.merge_without`)."""
+        empty = frozenset(k for k in batch[0] if all(row[k] is None for row in batch))
+        if not empty:
+            return statement
+        for row in batch:
+            for key in empty:
+                del row[key]
+        return q.merge_without(name, empty)
 
+    def _set_cell_properties(self, frame: pd.DataFrame, types: Mapping[str, str]) -> int:
+        """Extra ``Cell`` columns for the UNWIND path: one parameterised SET per column."""
         n = 0
         for name, kind in types.items():
             sub = frame[["uid", name]].rename(columns={name: "value"})
@@ -361,13 +367,22 @@ def _connect(ladybug: Any, path: Path, read_only: bool, opts: Mapping[str, int])
     return db, conn
 
 
-def _needs_migration(conn: Any) -> bool:
-    cols = set(conn.execute(q.LADYBUG_RUN_COLUMNS).get_as_df()["name"])
-    return not {"command", "packageVersion"} <= cols
+def _migrations(conn: Any) -> list[str]:
+    """``ALTER TABLE ... ADD`` for every declared property missing from a table of an existing store
+    (one written by an older graphdb: e.g. the Run provenance, CellState descriptions, REGULATES
+    evidence). Empty for a new or current store; tables not created yet are left to the DDL."""
+    existing = set(conn.execute("CALL show_tables() RETURN name").get_as_df()["name"])
+    out = []
+    for table, statement in q.LADYBUG_TABLE_COLUMNS.items():
+        if table not in existing:
+            continue
+        stored = set(conn.execute(statement).get_as_df()["name"])
+        out += [stmt for (name, prop), stmt in q.LADYBUG_ADD_COLUMN.items() if name == table and prop not in stored]
+    return out
 
 
 def _migrate(ladybug: Any, path: Path, opts: Mapping[str, int]) -> None:
-    """Add the Run provenance columns to a store written by an older graphdb (one read-write open)."""
+    """Add the declared columns missing from a store written by an older graphdb (one read-write open)."""
     try:
         db, conn = _connect(ladybug, path, False, opts)
     except RuntimeError as exc:
@@ -377,7 +392,7 @@ def _migrate(ladybug: Any, path: Path, opts: Mapping[str, int]) -> None:
             "when no other process has it open."
         ) from exc
     try:
-        for stmt in q.LADYBUG_RUN_MIGRATIONS:
+        for stmt in _migrations(conn):
             conn.execute(stmt)
         conn.execute("CHECKPOINT")
     finally:

@@ -35,15 +35,15 @@ from ..errors import (
     redact_uri,
 )
 from ..schema import RunTables
-from .base import DEFAULT_BATCH_SIZE, GraphStore, StepHook, WriteReport
-from .unwind_writer import cell_property_rows, write_run_unwind
+from .base import DEFAULT_BATCH_SIZE, StepHook, WriteReport
+from .unwind_writer import UnwindWriter, cell_property_rows
 
 log = logging.getLogger("graphdb")
 
 NEO4J_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 
 
-class Neo4jStore(GraphStore):
+class Neo4jStore(UnwindWriter):
     """A :class:`GraphStore` on a Neo4j 5 server.
 
     Parameters
@@ -204,14 +204,8 @@ class Neo4jStore(GraphStore):
     ) -> WriteReport:
         """Write one run online in ``UNWIND`` batches (see :mod:`graphdb.stores.unwind_writer`)."""
         self._require_writable()
-        return write_run_unwind(
-            self,
-            tables,
-            batch_size=int(batch_size or self.batch_size),
-            set_cell_properties=self._set_cell_properties,
-            progress=progress,
-            on_step=on_step,
-        )
+        return self._write_unwind(tables, batch_size=int(batch_size or self.batch_size), progress=progress,
+                                  on_step=on_step)
 
     def _set_cell_properties(self, frame: pd.DataFrame, types: Mapping[str, str]) -> int:
         rows = cell_property_rows(frame, types)
