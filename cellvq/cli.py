@@ -256,26 +256,83 @@ def _print_table(df, title: str | None = None, max_rows: int = 40) -> None:
         out.print(f"... {len(df) - max_rows} more rows")
 
 
-def _run_job(input: Path, db: str, out_dir: Path | None, model_dir: Path | None, properties: list[str] | None,
-             groupby: str | None, layer: str | None, graph_epochs: int, dataset_id: str | None, seed: int,
-             top: int, replace: bool = False, adapt: AdaptRequest | None = None, var_key: str | None = None) -> None:
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+@dataclass
+class RunRequest:
+    """One `cellvq run` (or `cellvq demo`): what to read, where to write, and the settings of each step."""
 
+    input: Path
+    db: str = "cellvq_db"
+    out_dir: Path | None = None
+    model_dir: Path | None = None
+    properties: list[str] | None = None
+    groupby: str | None = None
+    layer: str | None = None
+    var_key: str | None = None
+    graph_epochs: int = 100
+    dataset_id: str | None = None
+    seed: int = 0
+    top: int = 10
+    replace: bool = False
+    adapt: AdaptRequest | None = None
+    regulatory: bool = False
+
+    def command(self) -> str:
+        """The `cellvq run` command line that reproduces this run (its Run node's `command`; credentials
+        redacted)."""
+        from graphdb.errors import redact_target
+
+        args = ["cellvq", "run", str(self.input), "--db", redact_target(self.db), "--graph-epochs",
+                str(self.graph_epochs), "--seed", str(self.seed)]
+        for flag, value in (("--out", self.out_dir), ("--model", self.model_dir), ("--groupby", self.groupby),
+                            ("--layer", self.layer), ("--var-key", self.var_key), ("--dataset-id", self.dataset_id)):
+            if value is not None:
+                args += [flag, str(value)]
+        for p in self.properties or []:
+            args += ["--properties", p]
+        if self.regulatory:
+            args.append("--regulatory")
+        if self.adapt is not None:
+            args += ["--adapt", "--adapt-epochs", str(self.adapt.epochs), "--adapt-out", str(self.adapt.out)]
+        return shlex.join(args)
+
+
+def _run_job(req: RunRequest) -> None:
     import foundation
-    from cellvq import pipeline
     from cellvq.io import read_h5ad_checked
-
-    check_db_target(db)  # fail fast: before reading data or loading the model
-    if out_dir is not None:
-        check_out_dir(out_dir)
-    adata = read_h5ad_checked(input)
     from cellvq.obs_checks import resolve_obs_keys
 
-    groupby = resolve_obs_keys(adata, groupby, properties)  # before the model loads
-    _check_counts_first(adata, layer, var_key)
-    model = foundation.CellVQ.load(model_dir) if model_dir else None
-    if adapt is not None:
-        model = _adapt_for_run(adata, model or foundation.load_pretrained(), input, layer, seed, adapt)
+    check_db_target(req.db)  # fail fast: before reading data or loading the model
+    if req.out_dir is not None:
+        check_out_dir(req.out_dir)
+    adata = read_h5ad_checked(req.input)
+    req.groupby = resolve_obs_keys(adata, req.groupby, req.properties)  # before the model loads
+    _check_counts_first(adata, req.layer, req.var_key)
+    model = foundation.CellVQ.load(req.model_dir) if req.model_dir else None
+    if req.adapt is not None:
+        model = _adapt_for_run(adata, model or foundation.load_pretrained(), req.input, req.layer, req.seed, req.adapt)
+    res = _run_pipeline(adata, model, req)
+    from cellvq.runs_cmd import finish_run
+
+    with finish_run(req.db, res.run_id, replace=req.replace):
+        if req.out_dir is not None:
+            from cellvq.report import write_report
+
+            console.print(f"writing the report (figures and tables) to {req.out_dir} ...", highlight=False)
+            t_report = time.perf_counter()
+            write_report(res, req.out_dir)
+            console.print(f"report written in {time.perf_counter() - t_report:.1f} s", highlight=False)
+        _print_markers(res, req.db, req.top)
+    out.print(json.dumps({"runId": res.run_id, "db": res.db, **res.summary, "seconds": res.timings}, indent=2))
+    if req.out_dir is not None:
+        out.print(f"report: {req.out_dir / 'report.md'}")
+
+
+def _run_pipeline(adata, model, req: RunRequest):
+    """`pipeline.run` with one progress line per step (a live bar on a terminal, plain lines otherwise)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from cellvq import pipeline
+
     steps = ["embed", "graph", "markers", "subtypes", "gene_network", "tables", "store"]
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as prog:
         task = prog.add_task("starting", total=len(steps))
@@ -286,31 +343,18 @@ def _run_job(input: Path, db: str, out_dir: Path | None, model_dir: Path | None,
             if not console.is_terminal:  # a log file or a pipe: no live bar, so one plain line per step
                 console.print(f"step {k + 1}/{len(steps)}: {name}", highlight=False)
 
-        command = _run_command(input, db, out_dir, model_dir, properties, groupby, layer, graph_epochs, dataset_id,
-                               seed)
-        if var_key:
-            command += f" --var-key {shlex.quote(var_key)}"
-        if adapt is not None:
-            command += f" --adapt --adapt-epochs {adapt.epochs} --adapt-out {shlex.quote(str(adapt.out))}"
-        res = pipeline.run(adata, db=db, model=model, layer=layer, command=command,
-                           properties=tuple(properties) if properties else pipeline.DEFAULT_PROPERTIES,
-                           label_key=groupby, graph_epochs=graph_epochs, dataset_id=dataset_id or input.stem.replace(":", "_"),
-                           dataset_name=input.name, seed=seed, on_step=on_step)
+        regulatory = None
+        if req.regulatory:
+            from cellvq_graph import RegulatoryConfig
+
+            regulatory = RegulatoryConfig(seed=req.seed)
+        res = pipeline.run(adata, db=req.db, model=model, layer=req.layer, command=req.command(),
+                           properties=tuple(req.properties) if req.properties else pipeline.DEFAULT_PROPERTIES,
+                           label_key=req.groupby, graph_epochs=req.graph_epochs,
+                           dataset_id=req.dataset_id or req.input.stem.replace(":", "_"),
+                           dataset_name=req.input.name, seed=req.seed, on_step=on_step, regulatory=regulatory)
         prog.update(task, completed=len(steps), description="done")
-    from cellvq.runs_cmd import finish_run
-
-    with finish_run(db, res.run_id, replace=replace):
-        if out_dir is not None:
-            from cellvq.report import write_report
-
-            console.print(f"writing the report (figures and tables) to {out_dir} ...", highlight=False)
-            t_report = time.perf_counter()
-            write_report(res, out_dir)
-            console.print(f"report written in {time.perf_counter() - t_report:.1f} s", highlight=False)
-        _print_markers(res, db, top)
-    out.print(json.dumps({"runId": res.run_id, "db": res.db, **res.summary, "seconds": res.timings}, indent=2))
-    if out_dir is not None:
-        out.print(f"report: {out_dir / 'report.md'}")
+    return res
 
 
 def _check_counts_first(adata, layer: str | None, var_key: str | None) -> None:
@@ -340,23 +384,6 @@ def _adapt_for_run(adata, model, input: Path, layer: str | None, seed: int, req:
     check_adapt_input(adata, cfg)
     console.print(f"adapting the model to {input.name} ({req.epochs} epochs) -> {req.out}")
     return adapt_and_save(model, adata, input, cfg, req.out)
-
-
-def _run_command(input, db, out_dir, model_dir, properties, groupby, layer, graph_epochs, dataset_id, seed) -> str:
-    """The `cellvq run` command line that reproduces a run (its Run node's `command`; credentials redacted)."""
-    import shlex
-
-    from graphdb.errors import redact_target
-
-    args = ["cellvq", "run", str(input), "--db", redact_target(db), "--graph-epochs", str(graph_epochs),
-            "--seed", str(seed)]
-    for flag, value in (("--out", out_dir), ("--model", model_dir), ("--groupby", groupby), ("--layer", layer),
-                        ("--dataset-id", dataset_id)):
-        if value is not None:
-            args += [flag, str(value)]
-    for p in properties or []:
-        args += ["--properties", p]
-    return shlex.join(args)
 
 
 def _print_markers(res, db: str, top: int) -> None:
@@ -396,6 +423,12 @@ def _fill_run_param(store, statement: str, params: dict, run_id: str | None) -> 
                           "pattern (filled with the newest run, or --run)", highlight=False, soft_wrap=True)
 
 
+_REGULATORY_HELP = ("Score TF -> target edges from directional evidence (tree ensembles conditional on other TFs, "
+                    "attention, knock-out response where present) and store the strongest as REGULATES with their "
+                    "evidence columns (about a minute on pbmc3k); without it REGULATES are attention-similar pairs "
+                    "oriented from a TF.")
+
+
 @app.command("run")
 def run_cmd(
     input: Annotated[Path, typer.Argument(help="h5ad file of raw counts.")],
@@ -421,13 +454,15 @@ def run_cmd(
     adapt_epochs: Annotated[int, typer.Option(help="Epochs of --adapt.")] = 4,
     adapt_out: Annotated[Path | None, typer.Option(
         help="Folder for the --adapt checkpoint (default: <input stem>_cellvq_adapted beside the input).")] = None,
+    regulatory: Annotated[bool, typer.Option(
+        "--regulatory", help=_REGULATORY_HELP)] = False,
 ) -> None:
     """The main job: validate, embed, build + train CellVQ-Graph, read out, write to the store, report."""
     try:
         request = (AdaptRequest(adapt_epochs, adapt_out or input.with_name(f"{input.stem}_cellvq_adapted"))
                    if adapt else None)
-        _run_job(input, db, out_dir, model_dir, properties, groupby, layer, graph_epochs, dataset_id, seed, top,
-                 replace, request, var_key=var_key)
+        _run_job(RunRequest(input, db, out_dir, model_dir, properties, groupby, layer, var_key, graph_epochs,
+                            dataset_id, seed, top, replace, request, regulatory))
     except typer.Exit:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -438,6 +473,7 @@ def run_cmd(
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the database and the report.")] = Path("cellvq_demo"),
     graph_epochs: int = 100,
+    regulatory: Annotated[bool, typer.Option("--regulatory/--no-regulatory", help=_REGULATORY_HELP)] = True,
 ) -> None:
     """`run` on the bundled real PBMCs (pbmc3k) with the embedded store in OUT/db."""
     try:
@@ -445,8 +481,8 @@ def demo(
 
         out_dir.mkdir(parents=True, exist_ok=True)
         path = datasets.dataset_path("pbmc3k")
-        _run_job(path, str(out_dir / "db"), out_dir / "report", None, None, "cell_type", None, graph_epochs,
-                 "pbmc3k", 0, 10)
+        _run_job(RunRequest(path, str(out_dir / "db"), out_dir / "report", groupby="cell_type",
+                            graph_epochs=graph_epochs, dataset_id="pbmc3k", regulatory=regulatory))
     except typer.Exit:
         raise
     except Exception as exc:  # noqa: BLE001

@@ -305,6 +305,9 @@ def test_demo(tmp_path, monkeypatch):
         top = store.markers("cellType:B", top=10)["symbol"].tolist()
         assert {"MS4A1", "CD79A"} & set(top), top
         assert len(store.states_for_gene("NKG7")) >= 1
+        # the demo scores REGULATES from directional evidence (--regulatory is on for it)
+        reg = store.grn_edges(kinds=("REGULATES",))
+        assert len(reg) > 100 and reg["treeImportance"].notna().all() and (reg["nEvidence"] >= 1).all()
 
 
 # ---------------------------------------------------------------------------------------------------------
