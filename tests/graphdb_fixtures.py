@@ -550,7 +550,6 @@ def check_interrupted_write(store_factory, target: str, tables: RunTables, tmp_d
 
     ``atomic``: the backend writes the facts in one transaction, so none may survive the kill.
     """
-
     kill_mid_write(target, tables, tmp_dir, stop_at, method)
     with store_factory() as store:
         runs = store.runs().set_index("runId")
