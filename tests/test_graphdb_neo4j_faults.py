@@ -94,13 +94,14 @@ def test_server_killed_mid_write_then_restarted(server, baseline, run_a):
 
     def kill_soon(step, rows):
         if step == "IN_STATE":  # Cell/state nodes and IN_STATE written; 9 relationship types to go
-            killed_at["t"] = time.perf_counter()
-            threading.Timer(0.2, server.kill).start()
+            killed_at["timer"] = threading.Timer(0.2, server.kill)
+            killed_at["timer"].start()
 
     with pytest.raises(graphdb.StoreConnectionError) as err:
         writer.write_run(run_a, on_step=kill_soon)
-    assert killed_at and not server.running
     msg = str(err.value)
+    killed_at["timer"].join()
+    assert not server.running, msg
     assert "faults-a" in msg and "incomplete" in msg and "write_run" in msg and server.password not in msg
 
     server.restart()  # same --home, same Bolt port: Neo4j recovers its transaction log
