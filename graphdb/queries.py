@@ -317,7 +317,7 @@ RUN_BEGIN = """
 MERGE (r:Run {runId: $runId})
 SET r.model = $model, r.checkpointHash = $checkpointHash, r.parameters = $parameters,
     r.createdAt = $createdAt, r.status = 'writing', r.completedAt = null, r.command = $command,
-    r.packageVersion = $packageVersion
+    r.packageVersion = $packageVersion, r.writer = $writer
 """
 
 RUN_DATASET = """
@@ -328,8 +328,11 @@ MATCH (r:Run {runId: $runId})
 MERGE (r)-[:ON_DATASET {runId: $runId}]->(d)
 """
 
+#: Only the writer that began the run last completes it: a writer superseded by a second one writing
+#: the same run (which deleted and rewrites its facts) must not show the run complete before that ends.
 RUN_COMPLETE = """
 MATCH (r:Run {runId: $runId})
+WHERE r.writer = $writer
 SET r.status = 'complete', r.completedAt = $completedAt
 """
 

@@ -174,7 +174,7 @@ NODES: dict[str, NodeSpec] = {
             tuple(
                 _p(name)
                 for name in ("runId", "model", "checkpointHash", "parameters", "createdAt", "completedAt",
-                             "status", "command", "packageVersion")
+                             "status", "command", "packageVersion", "writer")
             ),
         ),
         NodeSpec(

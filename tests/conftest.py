@@ -43,18 +43,13 @@ def neo4j_live():
     If the server cannot be started the live tests are skipped, unless ``CELLVQ_REQUIRE_NEO4J=1``
     (``make test``, CI): then that is an error.
     """
-    from neo4j_server import LiveNeo4j, Neo4jTestServer, ServerStartError
+    from neo4j_server import LiveNeo4j, Neo4jTestServer
 
     if os.environ.get("NEO4J_URI"):
         yield LiveNeo4j.from_env()
         return
     server = Neo4jTestServer()
-    try:
-        server.start()
-    except ServerStartError as exc:
-        if os.environ.get("CELLVQ_REQUIRE_NEO4J") == "1":
-            pytest.fail(f"CELLVQ_REQUIRE_NEO4J=1 but the Neo4j test server did not start: {exc}", pytrace=False)
-        pytest.skip(f"no live Neo4j: {exc} (set NEO4J_URI for an external server)")
+    _start_or_skip(server)
     saved = {k: os.environ.get(k) for k in ("NEO4J_USER", "NEO4J_PASSWORD")}
     os.environ.update(NEO4J_USER=server.user, NEO4J_PASSWORD=server.password)
     try:
@@ -66,3 +61,38 @@ def neo4j_live():
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _start_or_skip(server) -> None:
+    """Start a test server; skip the test when it cannot start, fail instead under CELLVQ_REQUIRE_NEO4J=1."""
+    from neo4j_server import ServerStartError
+
+    try:
+        server.start()
+    except ServerStartError as exc:
+        if os.environ.get("CELLVQ_REQUIRE_NEO4J") == "1":
+            pytest.fail(f"CELLVQ_REQUIRE_NEO4J=1 but the Neo4j test server did not start: {exc}", pytrace=False)
+        pytest.skip(f"no live Neo4j: {exc} (set NEO4J_URI for an external server)")
+
+
+@pytest.fixture(scope="session")
+def neo4j_server_factory():
+    """Start Neo4j test servers of a test's own: ``start(home=DIR)`` returns a started
+    :class:`neo4j_server.Neo4jTestServer` on its own ``--home``, which the test may kill and restart
+    (``server.restart()``); every server started is stopped at the end of the session. Skips or
+    fails like ``neo4j_live`` when the server cannot start. Used by the fault tests even when
+    ``NEO4J_URI`` names an external server, since they stop the server they write to.
+    """
+    from neo4j_server import Neo4jTestServer, ServerConfig
+
+    started = []
+
+    def start(home=None, **config) -> Neo4jTestServer:
+        server = Neo4jTestServer(ServerConfig(home=home, **config))
+        started.append(server)
+        _start_or_skip(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

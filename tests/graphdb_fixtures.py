@@ -580,14 +580,33 @@ def kill_mid_write(target: str, tables: RunTables, tmp_dir: Path, stop_at: str, 
     assert child.returncode == -signal.SIGKILL
 
 
+def check_run_invisible(store, tables: RunTables) -> None:
+    """Named queries refuse the (incomplete) run ``tables.run_id``, and the default run is never it."""
+    from graphdb import NotFoundError
+
+    for call in (
+        lambda: store.markers("B", run_id=tables.run_id),
+        lambda: store.states_for_gene("LYZ", run_id=tables.run_id),
+        lambda: store.gene_network("LYZ", run_id=tables.run_id),
+    ):
+        try:
+            call()
+        except NotFoundError as exc:
+            assert "incomplete" in str(exc) and "write_run" in str(exc)
+        else:
+            raise AssertionError("a partially written run was visible to a named query")
+    try:  # the default (latest complete) run is never the partial one
+        assert store.resolve_run() != tables.run_id
+    except NotFoundError as exc:
+        assert "no complete run" in str(exc) and tables.run_id in str(exc)
+
+
 def check_interrupted_write(store_factory, target: str, tables: RunTables, tmp_dir: Path, stop_at: str,
                             method: str = "-", atomic: bool = False) -> None:
     """A write killed at ``stop_at`` leaves no visible run; writing the run again completes it.
 
     ``atomic``: the backend writes the facts in one transaction, so none may survive the kill.
     """
-    from graphdb import NotFoundError
-
     kill_mid_write(target, tables, tmp_dir, stop_at, method)
     with store_factory() as store:
         runs = store.runs().set_index("runId")
@@ -597,21 +616,7 @@ def check_interrupted_write(store_factory, target: str, tables: RunTables, tmp_d
             assert sum(left.values()) == 1, left  # only the ON_DATASET link, written before the transaction
         else:
             assert 0 < sum(left.values()) < sum(expected_run_counts(tables).values()), left
-        for call in (
-            lambda: store.markers("B", run_id=tables.run_id),
-            lambda: store.states_for_gene("LYZ", run_id=tables.run_id),
-            lambda: store.gene_network("LYZ", run_id=tables.run_id),
-        ):
-            try:
-                call()
-            except NotFoundError as exc:
-                assert "incomplete" in str(exc) and "write_run" in str(exc)
-            else:
-                raise AssertionError("a partially written run was visible to a named query")
-        try:  # the default (latest complete) run is never the partial one
-            assert store.resolve_run() != tables.run_id
-        except NotFoundError as exc:
-            assert "no complete run" in str(exc) and tables.run_id in str(exc)
+        check_run_invisible(store, tables)
         store.write_run(tables)
         check_round_trip(store, tables)
         assert len(store.markers("B", top=10, run_id=tables.run_id)) == 10

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -543,13 +544,15 @@ class GraphStore(ABC):
                 f"the store at {self.target} was opened read-only; open it with open_store(target) to write"
             )
 
-    def _begin_run(self, tables: RunTables, batch_size: int) -> int:
-        """Start (or restart) writing a run; returns the number of old facts deleted.
+    def _begin_run(self, tables: RunTables, batch_size: int) -> tuple[int, str]:
+        """Start (or restart) writing a run; returns the number of old facts deleted and this writer's
+        token, which :data:`~graphdb.queries.RUN_COMPLETE` needs.
 
-        Marks the ``Run`` node ``status: 'writing'`` (named queries stop seeing it), deletes the
-        run's previous facts in batches, and links the run to its dataset.
+        Marks the ``Run`` node ``status: 'writing'`` (named queries stop seeing it) under a fresh writer
+        token, deletes the run's previous facts in batches, and links the run to its dataset.
         """
-        self._write(q.RUN_BEGIN, dict(tables.run))
+        writer = uuid.uuid4().hex
+        self._write(q.RUN_BEGIN, {**dict(tables.run), "writer": writer})
         deleted = self._delete_run_facts(tables.run_id, batch_size)
         ds = tables.dataset.iloc[0]
         self._write(
@@ -561,7 +564,7 @@ class GraphStore(ABC):
                 "nCells": None if pd.isna(ds["nCells"]) else int(ds["nCells"]),
             },
         )
-        return deleted
+        return deleted, writer
 
     @staticmethod
     def _now() -> str:

@@ -212,7 +212,7 @@ class LadybugStore(UnwindWriter):
         run_id = tables.run_id
         nodes, rels = graph_frames(tables)
         report = WriteReport(run_id=run_id, method="copy")
-        deleted = self._begin_run(tables, self._delete_batch_size())
+        deleted, writer = self._begin_run(tables, self._delete_batch_size())
         report.rows.update({"Run": 1, "Dataset": 1, "ON_DATASET": 1})
         _hook(on_step, "begin", deleted)
         self._ensure_cell_columns(tables.cell_property_types)
@@ -245,7 +245,7 @@ class LadybugStore(UnwindWriter):
         self.checkpoint()
         _hook(on_step, "durable", total)
         self._check_written(run_id, nodes, rels)
-        self._execute(q.RUN_COMPLETE, {"runId": run_id, "completedAt": self._now()})
+        self._execute(q.RUN_COMPLETE, {"runId": run_id, "writer": writer, "completedAt": self._now()})
         self.checkpoint()
         _hook(on_step, "complete", 1)
         report.rows["Gene"] = len(nodes["Gene"])
@@ -330,15 +330,15 @@ class LadybugStore(UnwindWriter):
                 del row[key]
         return q.merge_without(name, empty)
 
-    def _set_cell_properties(self, frame: pd.DataFrame, types: Mapping[str, str]) -> int:
+    def _set_cell_properties(self, frame: pd.DataFrame, types: Mapping[str, str], batch_size: int) -> int:
         """Extra ``Cell`` columns for the UNWIND path: one parameterised SET per column."""
         n = 0
         for name, kind in types.items():
             sub = frame[["uid", name]].rename(columns={name: "value"})
             rows = records(sub, ["value"] if kind == INT64 else [])
             stmt = q.cell_column_statement(q.LADYBUG_SET_CELL_COLUMN, name)
-            for start in range(0, len(rows), self.batch_size):
-                self._write(stmt, {"rows": rows[start : start + self.batch_size]})
+            for start in range(0, len(rows), batch_size):
+                self._write(stmt, {"rows": rows[start : start + batch_size]})
             n += len(rows)
         return n
 

@@ -31,6 +31,7 @@ from ..errors import (
     GraphDBError,
     QueryError,
     ReadOnlyViolation,
+    SchemaError,
     StoreConnectionError,
     redact_uri,
 )
@@ -202,13 +203,33 @@ class Neo4jStore(UnwindWriter):
         progress: bool = False,
         on_step: StepHook | None = None,
     ) -> WriteReport:
-        """Write one run online in ``UNWIND`` batches (see :mod:`graphdb.stores.unwind_writer`)."""
-        self._require_writable()
-        return self._write_unwind(tables, batch_size=int(batch_size or self.batch_size), progress=progress,
-                                  on_step=on_step)
+        """Write one run online in ``UNWIND`` batches (see :mod:`graphdb.stores.unwind_writer`).
 
-    def _set_cell_properties(self, frame: pd.DataFrame, types: Mapping[str, str]) -> int:
+        Each batch is a managed transaction: the driver retries it on transient errors (a deadlock
+        with another writer, a lost leader) for up to ``max_transaction_retry_time`` seconds. When a
+        write stops part-way (the server went away, a non-transient error), the error says that the
+        run was left incomplete -- invisible to queries -- and that writing it again completes it.
+        """
+        self._require_writable()
+        size = int(batch_size or self.batch_size)
+        try:
+            return self._write_unwind(tables, batch_size=size, progress=progress, on_step=on_step)
+        except (AuthError, ReadOnlyViolation, SchemaError):
+            raise
+        except GraphDBError as exc:
+            raise type(exc)(f"{exc} {interrupted_write_hint(tables.run_id)}") from exc
+
+    def _set_cell_properties(self, frame: pd.DataFrame, types: Mapping[str, str], batch_size: int) -> int:
         rows = cell_property_rows(frame, types)
-        for start in range(0, len(rows), self.batch_size):
-            self._write(q.SET_CELL_PROPERTIES, {"rows": rows[start : start + self.batch_size]})
+        for start in range(0, len(rows), batch_size):
+            self._write(q.SET_CELL_PROPERTIES, {"rows": rows[start : start + batch_size]})
         return len(rows)
+
+
+def interrupted_write_hint(run_id: str) -> str:
+    """What a failed online write leaves behind and how to finish it (appended to the error)."""
+    return (
+        f"Writing run {run_id!r} stopped part-way: the run is left incomplete (status 'writing'), so queries "
+        "do not see it. Once Neo4j answers again, write the run again (store.write_run(tables), or rerun "
+        "`cellvq run`) to complete it, or remove its remains with store.recover()."
+    )

@@ -41,8 +41,9 @@ class UnwindWriter(GraphStore):
     (:data:`graphdb.queries.MERGE_NODES`, :data:`graphdb.queries.MERGE_RELS`).
     """
 
-    def _set_cell_properties(self, frame: pd.DataFrame, types: Mapping[str, str]) -> int:
-        """Write the extra ``Cell`` columns of ``frame`` (``uid`` + extras); returns the rows written."""
+    def _set_cell_properties(self, frame: pd.DataFrame, types: Mapping[str, str], batch_size: int) -> int:
+        """Write the extra ``Cell`` columns of ``frame`` (``uid`` + extras) in batches of ``batch_size``
+        rows; returns the rows written."""
         raise NotImplementedError
 
     def _write_unwind(
@@ -54,7 +55,7 @@ class UnwindWriter(GraphStore):
         t0 = time.perf_counter()
         nodes, rels = graph_frames(tables)
         report = WriteReport(run_id=tables.run_id, method="unwind")
-        deleted = self._begin_run(tables, self._delete_batch_size())
+        deleted, writer = self._begin_run(tables, self._delete_batch_size())
         report.rows.update({"Run": 1, "Dataset": 1, "ON_DATASET": 1})
         _step(on_step, "begin", deleted)
         total = rows_per_step({k: v for k, v in nodes.items() if k in q.MERGE_NODES}, rels) - 1
@@ -66,13 +67,13 @@ class UnwindWriter(GraphStore):
                 _step(on_step, label, len(frame))
             extras = list(tables.cell_property_types)
             if extras and len(nodes["Cell"]):
-                self._set_cell_properties(nodes["Cell"][["uid", *extras]], tables.cell_property_types)
+                self._set_cell_properties(nodes["Cell"][["uid", *extras]], tables.cell_property_types, batch_size)
                 _step(on_step, "Cell properties", len(nodes["Cell"]))
             for rtype, statement in q.MERGE_RELS.items():
                 self._write_batches(statement, rtype, rels[rtype], tables, batch_size, bar)
                 report.rows[rtype] = len(rels[rtype])
                 _step(on_step, rtype, len(rels[rtype]))
-        self._write(q.RUN_COMPLETE, {"runId": tables.run_id, "completedAt": self._now()})
+        self._write(q.RUN_COMPLETE, {"runId": tables.run_id, "writer": writer, "completedAt": self._now()})
         _step(on_step, "complete", 1)
         report.seconds = time.perf_counter() - t0
         return report

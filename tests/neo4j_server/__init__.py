@@ -174,6 +174,19 @@ class Neo4jTestServer:
             self._proc.stdin.close()
         self._proc = None
 
+    def restart(self) -> Neo4jTestServer:
+        """Start again on the same home and Bolt port, e.g. after :meth:`kill` (a crash) or :meth:`stop`.
+
+        Needs a ``home`` (a temporary one is gone after a stop); a running server is stopped first.
+        """
+        if self.config.home is None:
+            raise ServerStartError("restart() needs a server with ServerConfig(home=DIR): a temporary home "
+                                   "does not outlive its server")
+        self.stop()
+        if self.port:
+            self.config.port = self.port
+        return self.start()
+
     def __enter__(self) -> Neo4jTestServer:
         return self.start()
 
