@@ -313,7 +313,7 @@ def test_deadlock_is_retried_by_the_store(server, baseline, run_a, run_b, caplog
         tx.run(BLOCKER_MANY_LOCKS, n=200).consume()
         thread = threading.Thread(target=write)
         thread.start()
-        await_blocked(server, "MERGE (g:Gene")
+        await_blocked(server, "MERGE (n:Gene")
         tx.run(BLOCKER_LOCK_GENE, symbol=y).consume()  # closes the cycle; the store's side is aborted
         tx.rollback()
         thread.join(timeout=120)
