@@ -19,11 +19,14 @@ class BottleneckConfig:
     """The attention bottleneck (:class:`~cellvq_graph.nn.conv.GeneAttentionPool`) and its loss weight.
 
     ``normaliser``: ``"sparsemax"`` (coefficients of unchosen genes exactly zero) or ``"softmax"``;
-    ``heads``: attention heads of the pool; ``weight``: weight of its state-prediction loss in training.
+    ``heads``: attention heads of the pool; ``query``: ``"cell"`` (the cell's representation asks) or
+    ``"shared"`` (one learned query: genes are weighed by what they tell, whatever the cell);
+    ``weight``: weight of its state-prediction loss in training.
     """
 
     normaliser: str = "sparsemax"
     heads: int = 4
+    query: str = "cell"
     weight: float = 1.0
 
 
@@ -71,7 +74,9 @@ class CellVQGraphNet(nn.Module):
             edge_dim = edge_dims.get(POOL_RELATION)
             if not edge_dim:
                 raise ValueError("the attention bottleneck needs expression attributes on gene->cell edges")
-            self.pool = GeneAttentionPool(hidden, edge_dim, heads=bottleneck.heads, normaliser=bottleneck.normaliser)
+            self.pool = GeneAttentionPool(
+                hidden, edge_dim, heads=bottleneck.heads, normaliser=bottleneck.normaliser, query=bottleneck.query
+            )
             self.pool_heads = nn.ModuleDict(
                 {f"k{i}": nn.Linear(hidden, n) for i, n in enumerate(kinds.values())}
             )
