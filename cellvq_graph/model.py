@@ -13,7 +13,10 @@ AnnData keys written by :meth:`CellVQGraph.annotate`
                                            inferred from the cell's genes with its own foundation embedding
                                            and state/property edges withheld (``embedding="identify"``).
 ``layers["cellvq_graph_attention"]``       sparse (n_obs, n_vars): the cell's attention over its top-k genes
-                                           (mean over heads and layers; each row sums to ~1).
+                                           (mean over heads and layers; each row sums to ~1). With the
+                                           attention bottleneck (``CellVQGraphConfig.bottleneck``) the
+                                           bottleneck's coefficients instead (sparsemax: exact zeros kept);
+                                           ``uns["cellvq_graph"]["readout"]["source"]`` says which.
 ``varp["cellvq_graph_gene_attention"]``    sparse (n_vars, n_vars): gene-gene attention, entry [s, t] = how much
                                            gene t attends to gene s (mean of the embedding-kNN and co-expression
                                            relations, heads and layers).
