@@ -86,8 +86,10 @@ def test_removing_the_most_attended_genes_hurts_more_than_removing_random_ones(h
     rand = _top_per_cell(np.random.default_rng(0).random(cell.size), cell, M)
     acc_top, _ = _pool_accuracy(model, data, top)
     acc_rand, _ = _pool_accuracy(model, data, rand)
-    print(f"held-out cell-type accuracy: all genes {acc_full:.3f}, top-{M} attended removed {acc_top:.3f}, "
-          f"{M} random removed {acc_rand:.3f}")
+    print(
+        f"held-out cell-type accuracy: all genes {acc_full:.3f}, top-{M} attended removed {acc_top:.3f}, "
+        f"{M} random removed {acc_rand:.3f}"
+    )
     assert acc_full > 0.8
     assert acc_rand - acc_top >= DROP_MARGIN
 
@@ -102,7 +104,11 @@ def test_heldout_attention_markers_are_read_and_measured_beside_uniform(heldout)
     deg = np.bincount(ei[1], minlength=test.n_obs)
     uni = test.copy()
     uni.layers["cellvq_graph_attention"] = sp.csr_matrix((1.0 / deg[ei[1]], (ei[1], col)), shape=test.shape)
-    p_att = np.mean(list(cg.marker_precision(cg.markers(test, "cell_type", groups=T_POOL), states=EVAL).values()))
-    p_uni = np.mean(list(cg.marker_precision(cg.markers(uni, "cell_type", groups=T_POOL), states=EVAL).values()))
+    p_att = np.mean(
+        list(cg.marker_precision(cg.markers(test, "cell_type", groups=T_POOL), states=EVAL).values())
+    )
+    p_uni = np.mean(
+        list(cg.marker_precision(cg.markers(uni, "cell_type", groups=T_POOL), states=EVAL).values())
+    )
     print(f"held-out precision@10: bottleneck attention {p_att:.3f}, uniform {p_uni:.3f}")
     assert p_att >= MARKER_FLOOR

@@ -75,7 +75,11 @@ class CellVQGraphNet(nn.Module):
             if not edge_dim:
                 raise ValueError("the attention bottleneck needs expression attributes on gene->cell edges")
             self.pool = GeneAttentionPool(
-                hidden, edge_dim, heads=bottleneck.heads, normaliser=bottleneck.normaliser, query=bottleneck.query
+                hidden,
+                edge_dim,
+                heads=bottleneck.heads,
+                normaliser=bottleneck.normaliser,
+                query=bottleneck.query,
             )
             self.pool_heads = nn.ModuleDict(
                 {f"k{i}": nn.Linear(hidden, n) for i, n in enumerate(kinds.values())}

@@ -62,7 +62,11 @@ class GeneAttentionPool(MessagePassing):
     ) -> tuple[Tensor, Tensor]:
         """``edge_index`` runs gene -> cell. Returns pooled cells ``[C, out]`` and ``alpha [E, heads]``."""
         H, D = self.heads, self.dim
-        q = self.lin_q(x_cell).view(-1, H, D) if self.lin_q is not None else self.q.expand(x_cell.size(0), H, D)
+        q = (
+            self.lin_q(x_cell).view(-1, H, D)
+            if self.lin_q is not None
+            else self.q.expand(x_cell.size(0), H, D)
+        )
         k = (self.lin_k(x_gene)[edge_index[0]] + self.lin_ke(edge_attr)).view(-1, H, D)
         v = (self.lin_v(x_gene)[edge_index[0]] + self.lin_ve(edge_attr)).view(-1, H, D)
         score = (q[edge_index[1]] * k).sum(-1) / math.sqrt(D)
