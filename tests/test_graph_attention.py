@@ -112,3 +112,12 @@ def test_heldout_attention_markers_are_read_and_measured_beside_uniform(heldout)
     )
     print(f"held-out precision@10: bottleneck attention {p_att:.3f}, uniform {p_uni:.3f}")
     assert p_att >= MARKER_FLOOR
+
+
+def test_bottleneck_checkpoint_round_trip_gives_the_same_attention(heldout, tmp_path):
+    _, model, data = heldout
+    model.save(tmp_path / "m")
+    back = cg.CellVQGraph.load(tmp_path / "m")
+    assert back.config.bottleneck == model.config.bottleneck and back.net.bottleneck is not None
+    a, b = model.attention(data).pool, back.attention(data).pool
+    assert a is not None and np.allclose(a, b, atol=1e-6)
