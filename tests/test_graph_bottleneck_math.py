@@ -59,3 +59,12 @@ def test_gene_pool_values_ignore_the_cell_and_alpha_sums_to_one():
     z1, a1 = pool(xg, xc[:1], one, ea[:1])
     z2, _ = pool(xg, torch.randn(1, 8), one, ea[:1])
     assert torch.allclose(a1, torch.ones(1, 2)) and torch.allclose(z1, z2, atol=1e-6)
+
+
+def test_gene_pool_rejects_unknown_options_by_name():
+    import pytest
+
+    with pytest.raises(ValueError, match="normaliser"):
+        GeneAttentionPool(8, 2, normaliser="entmax")
+    with pytest.raises(ValueError, match="query"):
+        GeneAttentionPool(8, 2, query="state")

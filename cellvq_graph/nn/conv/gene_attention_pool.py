@@ -46,8 +46,12 @@ class GeneAttentionPool(MessagePassing):
         super().__init__(aggr="add", node_dim=0)
         if hidden % heads:
             raise ValueError(f"hidden={hidden} must be divisible by bottleneck heads={heads}")
+        if normaliser not in ("sparsemax", "softmax"):
+            raise ValueError(
+                f"BottleneckConfig.normaliser must be 'sparsemax' or 'softmax', not {normaliser!r}"
+            )
         if query not in ("cell", "shared"):
-            raise ValueError(f"query must be 'cell' or 'shared', not {query!r}")
+            raise ValueError(f"BottleneckConfig.query must be 'cell' or 'shared', not {query!r}")
         self.heads, self.dim, self.normaliser, self.query = heads, hidden // heads, normaliser, query
         self.lin_q = nn.Linear(hidden, hidden) if query == "cell" else None
         self.q = nn.Parameter(torch.randn(1, heads, hidden // heads) * 0.1) if query == "shared" else None
