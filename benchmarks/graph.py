@@ -634,14 +634,26 @@ def embedded_pbmc68k():
     return a
 
 
-def uniform_copy(adata):
-    """The same top-k edges with uniform attention: what edge selection + contrast give without learning."""
+def uniform_copy(adata, model=None):
+    """The same top-k edges with uniform attention: what edge selection + contrast give without learning.
+
+    With ``model`` the edges are the graph's cell-gene edges (a sparsemax read-out stores exact zeros, so
+    the attention layer's own pattern need not be the candidate set); without, the layer's stored entries."""
+    import pandas as pd
     import scipy.sparse as sp
 
+    from cellvq_graph.build import GENE_CELL
+
     u = adata.copy()
-    A = sp.csr_matrix(u.layers["cellvq_graph_attention"])
-    deg = np.diff(A.indptr)
-    A.data = np.repeat(1.0 / np.maximum(deg, 1), deg).astype(np.float32)
+    if model is None:
+        A = sp.csr_matrix(u.layers["cellvq_graph_attention"])
+        deg = np.diff(A.indptr)
+        A.data = np.repeat(1.0 / np.maximum(deg, 1), deg).astype(np.float32)
+    else:
+        ei = model.graph[GENE_CELL].edge_index.numpy()
+        col = pd.Index(u.var_names.astype(str)).get_indexer(model.graph.graph_index.genes)[ei[0]]
+        deg = np.bincount(ei[1], minlength=u.n_obs)
+        A = sp.csr_matrix((1.0 / deg[ei[1]], (ei[1], col)), shape=u.shape, dtype=np.float32)
     u.layers["cellvq_graph_attention"] = A
     return u
 
@@ -673,7 +685,7 @@ def marker_rows(adata, model, pool, states) -> dict:
     ig = cg.integrated_gradients(model, model.graph, "cell_type", groups=pool, n_cells=50, n_steps=16, adata=adata)
     rows = {
         "attention": cg.markers(adata, "cell_type", groups=pool),
-        "uniform attention (ablation)": cg.markers(uniform_copy(adata), "cell_type", groups=pool),
+        "uniform attention (ablation)": cg.markers(uniform_copy(adata, model), "cell_type", groups=pool),
         "integrated gradients": ig,
         "wilcoxon + log2FC >= 1 (graph genes)": wilcoxon_logfc(adata, genes, pool),
     }
@@ -684,32 +696,47 @@ def marker_rows(adata, model, pool, states) -> dict:
     return out
 
 
-def run_markers(args, argv) -> None:
-    """Tune the entropy penalty on PBMC 3k, report it on pbmc68k (never tuned on)."""
+def bottleneck_variant(spec: str):
+    """``"none"`` (message-passing attention, no bottleneck) or ``"<normaliser>/<query>"``, e.g. ``sparsemax/shared``."""
+    from cellvq_graph.nn import BottleneckConfig
+
+    if spec == "none":
+        return None
+    normaliser, _, query = spec.partition("/")
+    return BottleneckConfig(normaliser=normaliser, query=query or "cell")
+
+
+def fit_markers(adata, name, pool, states, spec, seed) -> dict:
     import cellvq_graph as cg
 
-    weights = [float(w) for w in args.entropy_weights]
+    a = adata.copy()
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = cg.tl.fit(a, seed=seed, progress=False, bottleneck=bottleneck_variant(spec))
+    fit_s = time.perf_counter() - t0
+    r = marker_rows(a, model, pool, states)
+    r["fit_seconds"] = round(fit_s, 1)
+    r["dataset"] = name
+    print(name, spec, json.dumps(r), flush=True)
+    return r
+
+
+def run_markers(args, argv) -> None:
+    """Choose the attention variant on PBMC 3k, report it beside the plain model on pbmc68k (never tuned on)."""
     res = {"command": "python benchmarks/graph.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)", "tune": {}, "report": {}}
-    datasets_ = (("tune", "pbmc3k", embedded_pbmc3k()[0], T_POOL, EVAL4),
-                 ("report", "pbmc68k", embedded_pbmc68k(), POOL68K, EVAL5))
-    best = None
-    for role, name, adata, pool, states in datasets_:
-        ws = weights if role == "tune" else sorted({0.0, best})
-        for w in ws:
-            a = adata.copy()
-            t0 = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                model = cg.tl.fit(a, seed=args.seed, progress=False, fit_kwargs={"entropy_weight": w})
-            r = marker_rows(a, model, pool, states)
-            r["fit_seconds"] = round(time.perf_counter() - t0, 1)
-            r["dataset"] = name
-            res[role][str(w)] = r
-            print(role, name, w, json.dumps(r), flush=True)
-        if role == "tune":
-            best = max(weights, key=lambda w: res["tune"][str(w)]["attention"]["mean"])
-            res["chosen_entropy_weight"] = best
+    a3k = embedded_pbmc3k()[0]
+    for spec in args.variants:
+        res["tune"][spec] = fit_markers(a3k, "pbmc3k", T_POOL, EVAL4, spec, args.seed)
+    best = max(args.variants, key=lambda v: res["tune"][v]["attention"]["mean"])
+    res["chosen_variant"] = best
+    pooled = [v for v in args.variants if v != "none"]
+    best_pool = max(pooled, key=lambda v: res["tune"][v]["attention"]["mean"]) if pooled else best
+    res["best_bottleneck"] = best_pool
+    a68k = embedded_pbmc68k()
+    for spec in dict.fromkeys(["none", best, best_pool]):
+        res["report"][spec] = fit_markers(a68k, "pbmc68k", POOL68K, EVAL5, spec, args.seed)
     (args.out / "graph_markers.json").write_text(json.dumps(res, indent=1))
     write_markers_md(res, args.out / "graph_markers.md")
     print((args.out / "graph_markers.md").read_text())
@@ -717,16 +744,20 @@ def run_markers(args, argv) -> None:
 
 def write_markers_md(res: dict, path: Path) -> None:
     L = ["# CellVQ-Graph markers: attention vs uniform vs IG vs Wilcoxon+logFC", "", f"- command: `{res['command']}`",
-         f"- machine: {res['machine']}", f"- entropy weight chosen on pbmc3k: {res['chosen_entropy_weight']}", "",
+         f"- machine: {res['machine']}", f"- variant chosen on pbmc3k: `{res['chosen_variant']}`; best bottleneck on pbmc3k: `{res['best_bottleneck']}`"
+         " (both reported on pbmc68k)", "",
          "precision@10 against the curated list (`cellvq_graph/resources/pbmc_canonical_markers.csv`), T pooled;",
-         "pbmc3k: B, NK, CD14+ Mono, T; pbmc68k (scanpy's pbmc68k_reduced, 765 genes): B, NK, CD14+ Mono, DC, T.", "",
-         "| role | dataset | entropy weight | attention | uniform (ablation) | IG | Wilcoxon+logFC | attention - max(uniform, Wilcoxon) | fit s |",
+         "pbmc3k: B, NK, CD14+ Mono, T; pbmc68k (scanpy's pbmc68k_reduced, 765 genes): B, NK, CD14+ Mono, DC, T.",
+         "Variant `none`: message-passing attention (no bottleneck); `<normaliser>/<query>`: the attention",
+         "bottleneck (`cellvq_graph.nn.BottleneckConfig`), whose coefficients are the read-out. Uniform: 1/k on the",
+         "same top-k cell-gene edges. IG: captum Integrated Gradients of the message-passing heads.", "",
+         "| role | dataset | variant | attention | uniform (ablation) | IG | Wilcoxon+logFC | attention - max(uniform, Wilcoxon) | fit s |",
          "|---|---|---|---|---|---|---|---|---|"]
     for role in ("tune", "report"):
-        for w, r in res[role].items():
+        for v, r in res[role].items():
             att, uni = r["attention"]["mean"], r["uniform attention (ablation)"]["mean"]
             ig, wil = r["integrated gradients"]["mean"], r["wilcoxon + log2FC >= 1 (graph genes)"]["mean"]
-            L.append(f"| {role} | {r['dataset']} | {w} | {att} | {uni} | {ig} | {wil} | {att - max(uni, wil):+.3f} | {r['fit_seconds']} |")
+            L.append(f"| {role} | {r['dataset']} | `{v}` | {att} | {uni} | {ig} | {wil} | {att - max(uni, wil):+.3f} | {r['fit_seconds']} |")
     path.write_text("\n".join(L) + "\n")
 
 
@@ -743,7 +774,10 @@ def main(argv=None) -> None:
     ap.add_argument("--quality-epochs", type=int, default=100)
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--markers", action="store_true", help="only the marker benchmark (graph_markers.md)")
-    ap.add_argument("--entropy-weights", nargs="*", default=[0.0, 0.05, 0.2])
+    ap.add_argument(
+        "--variants", nargs="*", default=["none", "softmax/cell", "sparsemax/cell", "softmax/shared", "sparsemax/shared"],
+        help="attention variants tried on pbmc3k for --markers (see bottleneck_variant)",
+    )
     ap.add_argument("--grn", action="store_true", help="only the regulatory-network benchmark (graph_grn.md)")
     ap.add_argument(
         "--standin", action="store_true", help="use the PCA stand-in even if the checkpoint loads"

@@ -13,7 +13,10 @@ AnnData keys written by :meth:`CellVQGraph.annotate`
                                            inferred from the cell's genes with its own foundation embedding
                                            and state/property edges withheld (``embedding="identify"``).
 ``layers["cellvq_graph_attention"]``       sparse (n_obs, n_vars): the cell's attention over its top-k genes
-                                           (mean over heads and layers; each row sums to ~1).
+                                           (mean over heads and layers; each row sums to ~1). With the
+                                           attention bottleneck (``CellVQGraphConfig.bottleneck``) the
+                                           bottleneck's coefficients instead (sparsemax: exact zeros kept);
+                                           ``uns["cellvq_graph"]["readout"]["source"]`` says which.
 ``varp["cellvq_graph_gene_attention"]``    sparse (n_vars, n_vars): gene-gene attention, entry [s, t] = how much
                                            gene t attends to gene s (mean of the embedding-kNN and co-expression
                                            relations, heads and layers).
@@ -38,7 +41,7 @@ from safetensors.torch import load_file, save_file
 from torch_geometric.data import HeteroData
 
 from .build import GENE_CELL, GENE_COEXPR, GENE_SIM, PROP_CELL, GraphIndex
-from .nn import CellVQGraphNet
+from .nn import BottleneckConfig, CellVQGraphNet
 from .sampler import make_loader
 from .train import (
     default_num_neighbors,
@@ -68,6 +71,7 @@ class CellVQGraphConfig:
     num_layers: int = 2
     dropout: float = 0.1
     attn_dropout: float = 0.0
+    bottleneck: dict | None = None  # BottleneckConfig fields; None: no attention bottleneck
     format_version: int = 1
     history_tail: list[dict] = field(default_factory=list)
 
@@ -84,6 +88,7 @@ class CellVQGraphConfig:
             num_layers=self.num_layers,
             dropout=self.dropout,
             attn_dropout=self.attn_dropout,
+            bottleneck=BottleneckConfig(**self.bottleneck) if self.bottleneck is not None else None,
         )
 
 
@@ -93,13 +98,20 @@ class AttentionReadout:
 
     ``edges[et]`` is the graph's ``edge_index`` of relation ``et``; ``alpha[et]`` is ``[E, num_layers]``
     (NaN where an edge was never read out). ``mode`` is ``"identify"`` (cell -> gene attention read while the
-    cell's embedding and labels are hidden, as in training) or ``"full"``.
+    cell's embedding and labels are hidden, as in training) or ``"full"``. ``pool`` is the attention
+    bottleneck's coefficient on each gene -> cell edge (mean over its heads) when the model has one; the
+    cell -> gene read-out then uses it instead of the message-passing attention.
     """
 
     edges: dict[tuple, torch.Tensor]
     alpha: dict[tuple, np.ndarray]
     mode: str
     embedding: np.ndarray
+    pool: np.ndarray | None = None
+
+    @property
+    def source(self) -> str:
+        return "bottleneck" if self.pool is not None else "message passing"
 
     def mean(self, et: tuple, layers: list[int] | None = None) -> np.ndarray:
         a = self.alpha[et] if layers is None else self.alpha[et][:, layers]
@@ -111,7 +123,8 @@ class AttentionReadout:
     def cell_gene(self, n_cells: int, n_genes: int, layers: list[int] | None = None) -> sp.csr_matrix:
         """Cells x graph genes matrix of each cell's attention over its genes."""
         ei = self.edges[GENE_CELL].numpy()
-        return sp.csr_matrix((self.mean(GENE_CELL, layers), (ei[1], ei[0])), shape=(n_cells, n_genes))
+        a = self.pool if self.pool is not None and layers is None else self.mean(GENE_CELL, layers)
+        return sp.csr_matrix((a, (ei[1], ei[0])), shape=(n_cells, n_genes))
 
 
 class CellVQGraph:
@@ -145,9 +158,12 @@ class CellVQGraph:
         num_layers: int = 2,
         dropout: float = 0.1,
         attn_dropout: float = 0.0,
+        bottleneck: BottleneckConfig | None = None,
         seed: int = 0,
     ) -> CellVQGraph:
-        """A fresh (untrained) model sized for ``data`` (from :func:`~cellvq_graph.build_graph`)."""
+        """A fresh (untrained) model sized for ``data`` (from :func:`~cellvq_graph.build_graph`).
+
+        ``bottleneck`` adds the attention bottleneck (see :mod:`cellvq_graph.train`)."""
         if not hasattr(data, "graph_index"):
             raise ValueError("data has no graph_index; build it with cellvq_graph.build_graph(adata)")
         gi: GraphIndex = data.graph_index
@@ -169,6 +185,7 @@ class CellVQGraph:
             num_layers=num_layers,
             dropout=dropout,
             attn_dropout=attn_dropout,
+            bottleneck=asdict(bottleneck) if bottleneck is not None else None,
         )
         seed_everything(seed)
         return cls(gi, config)
@@ -315,6 +332,19 @@ class CellVQGraph:
         n_cells = int(data["cell"].num_nodes)
         emb = np.zeros((n_cells, self.config.hidden), np.float32)
         net = self.net
+        n_gc = data[GENE_CELL].edge_index.size(1)
+        pool_sum, pool_cnt = np.zeros(n_gc, np.float64), np.zeros(n_gc, np.float64)
+
+        def collect_pool(inp, h, only_cells_dst: torch.Tensor | None) -> None:
+            if net.bottleneck is None:
+                return
+            a = net.pool_cells(h, inp.edge_index, inp.edge_attr)[1].mean(1).numpy()
+            eid = inp.e_id[GENE_CELL].numpy()
+            if only_cells_dst is not None:
+                keep = only_cells_dst[inp.edge_index[GENE_CELL][1]].numpy()
+                a, eid = a[keep], eid[keep]
+            np.add.at(pool_sum, eid, a)
+            np.add.at(pool_cnt, eid, 1.0)
 
         def run(inp, cell_mask=None, attention=True):
             return net(
@@ -353,6 +383,7 @@ class CellVQGraph:
                 h, att = run(inp, cell_mask=held, attention=mode == "identify")
                 if mode == "identify":
                     collect(inp, att, held, [GENE_CELL])
+                    collect_pool(inp, h, held)
                 if embedding == "identify":
                     emb[cell_ids.numpy()] = h["cell"][held].numpy()
 
@@ -363,6 +394,8 @@ class CellVQGraph:
             if embedding == "full":
                 emb[:] = h["cell"].numpy()
             collect(inp, att, None, [et for et in all_rel if mode == "full" or et != GENE_CELL])
+            if mode == "full":
+                collect_pool(inp, h, None)
             if mode == "identify" or embedding != "full":
                 perm = np.random.default_rng(seed).permutation(n_cells)
                 for fold in np.array_split(perm, max(1, math.ceil(1.0 / mask_fraction))):
@@ -388,13 +421,19 @@ class CellVQGraph:
                     is_seed,
                     [et for et in all_rel if et[2] == "cell" and (mode == "full" or et != GENE_CELL)],
                 )
+                if mode == "full":
+                    collect_pool(inp, h, is_seed)
                 withheld_passes(g, is_seed, g["cell"].n_id[:n_seed])
         alpha = {}
         for et in data.edge_types:
             with np.errstate(invalid="ignore", divide="ignore"):
                 alpha[et] = (alpha_sum[et] / alpha_cnt[et]).astype(np.float32)
         edges = {et: data[et].edge_index for et in data.edge_types}
-        return AttentionReadout(edges=edges, alpha=alpha, mode=mode, embedding=emb)
+        pool = None
+        if net.bottleneck is not None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                pool = np.nan_to_num(pool_sum / pool_cnt).astype(np.float32)
+        return AttentionReadout(edges=edges, alpha=alpha, mode=mode, embedding=emb, pool=pool)
 
     @torch.no_grad()
     @deterministic_ops()
@@ -489,12 +528,15 @@ class CellVQGraph:
             "embedding": embedding,
             "top_k": int(gi.top_k),
             "n_genes": len(gi.genes),
+            "source": ro.source,
         }
         uns["params"] = {
             k: v
             for k, v in asdict(self.config).items()
             if k in ("hidden", "heads", "num_layers", "dropout", "kinds")
         }
+        if self.config.bottleneck is not None:
+            uns["params"]["bottleneck"] = dict(self.config.bottleneck)
         return adata
 
     def __repr__(self) -> str:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from .build import DEFAULT_PROPERTIES, build_graph
 from .model import CellVQGraph
+from .nn import BottleneckConfig
 
 __all__ = ["fit"]
 
@@ -24,6 +25,7 @@ def fit(
     heads: int = 4,
     num_layers: int = 2,
     mode: str = "identify",
+    bottleneck: BottleneckConfig | None = None,
     build_kwargs: dict | None = None,
     fit_kwargs: dict | None = None,
     progress: bool = True,
@@ -45,7 +47,9 @@ def fit(
     ~60 s) reached 0.75 and 0.43; 200 full-batch epochs (~130 s) 0.91 and 0.45.
     """
     data = build_graph(adata, properties=properties, states=states, seed=seed, **(build_kwargs or {}))
-    model = CellVQGraph.from_graph(data, hidden=hidden, heads=heads, num_layers=num_layers, seed=seed)
+    model = CellVQGraph.from_graph(
+        data, hidden=hidden, heads=heads, num_layers=num_layers, bottleneck=bottleneck, seed=seed
+    )
     model.fit(
         data, epochs=epochs, lr=lr, seed=seed, batch_size=batch_size, progress=progress, **(fit_kwargs or {})
     )

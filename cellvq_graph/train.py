@@ -25,11 +25,17 @@ Objective (per step, on the seed cells of the batch; all cells in full-batch mod
    (otherwise genes would only carry label information) and gives every cell, masked or not, a gradient
    through its gene neighbourhood.
 
-3. Optional **attention sparsity** (``entropy_weight``): mean normalised entropy of each seed cell's
+3. Optional **attention bottleneck** (``net.bottleneck``, :class:`~cellvq_graph.nn.BottleneckConfig`): every
+   kind is also predicted, for every seed cell, from a sparsemax attention pool over the cell's gene edges
+   queried by its final representation (:class:`~cellvq_graph.nn.conv.GeneAttentionPool`); the pooled values
+   carry only gene identity and expression, so this attention has to pick the genes that tell states apart.
+   Its coefficients are what the marker read-outs use when the bottleneck is on.
+
+4. Optional **attention sparsity** (``entropy_weight``): mean normalised entropy of each seed cell's
    attention over its genes, so that a few genes carry a cell's attention when that suffices.
 
 ``loss = CE_masked + 0.5 CE_label_only (summed over kinds / n_kinds) + edge_loss_weight * BCE +
-entropy_weight * H``; AdamW with cosine decay; seeds fix masks, negatives,
+entropy_weight * H (+ bottleneck.weight * CE_pool)``; AdamW with cosine decay; seeds fix masks, negatives,
 neighbour sampling and initialisation.
 """
 
@@ -236,9 +242,27 @@ def _loss(
         ) + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg))
     else:
         loss_edge = z.sum() * 0.0
+    loss_pool = _pool_loss(net, h, inp, y, n_seed, stats) if net.bottleneck is not None else z.sum() * 0.0
     loss = loss_cls + edge_loss_weight * loss_edge + entropy_weight * loss_ent
+    if net.bottleneck is not None:
+        loss = loss + net.bottleneck.weight * loss_pool
+        stats["loss_pool"] = float(loss_pool.detach())
     stats.update(loss=float(loss.detach()), loss_cls=float(loss_cls.detach()), loss_edge=float(loss_edge.detach()))
     return loss, stats
+
+
+def _pool_loss(net: CellVQGraphNet, h: dict, inp: GraphInputs, y: Tensor, n_seed: int, stats: dict) -> Tensor:
+    """Cross-entropy of every kind predicted from the attention bottleneck alone, over all seed cells."""
+    zp, _ = net.pool_cells(h, inp.edge_index, inp.edge_attr)
+    losses = []
+    for j, kind in enumerate(net.kinds):
+        target = y[:n_seed, j]
+        ok = target >= 0
+        if ok.any():
+            logits = net.pool_head(kind)(zp[:n_seed][ok])
+            losses.append(F.cross_entropy(logits, target[ok]))
+            stats[f"pool_acc/{kind}"] = float((logits.argmax(1) == target[ok]).float().mean())
+    return torch.stack(losses).mean() if losses else zp.sum() * 0.0
 
 
 @deterministic_ops()

@@ -2,6 +2,6 @@
 
 from .conv import HeteroGATv2Conv
 from .hetero_gat import HeteroGAT, edge_key
-from .net import CellVQGraphNet
+from .net import BottleneckConfig, CellVQGraphNet
 
-__all__ = ["HeteroGATv2Conv", "HeteroGAT", "CellVQGraphNet", "edge_key"]
+__all__ = ["HeteroGATv2Conv", "HeteroGAT", "CellVQGraphNet", "BottleneckConfig", "edge_key"]
