@@ -197,3 +197,37 @@ def predict_cmd(
         raise
     except Exception as exc:  # noqa: BLE001
         fail(exc)
+
+
+@perturb_app.command("store")
+def store_cmd(
+    tables: Annotated[list[Path], typer.Argument(help="Shift tables (observed.csv of `train`, --out of `predict`).")],
+    db: Annotated[str, typer.Option("--db", help="Store: a LadybugDB file/folder or a bolt:// / neo4j:// URI.")],
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset id of the screen the shifts come from.")],
+    kind: Annotated[str, typer.Option("--kind", help="knockout, activation, drug or stimulus.")] = "knockout",
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Run id (default: <dataset>-perturb-<time>).")] = None,
+    smiles: Annotated[Path | None, typer.Option("--smiles", help="CSV compound,smiles (--kind drug).")] = None,
+) -> None:
+    """Write observed and/or predicted shift tables to a store as one run (Perturbation -SHIFTS-> Gene)."""
+    import pandas as pd
+
+    from cellvq.cli import check_db_target, fail, out
+    from cellvq.perturb_store import ShiftStoreConfig, store_shifts
+
+    try:
+        check_db_target(db)
+        for path in tables:
+            if not path.is_file():
+                raise FileNotFoundError(f"shift table {path} does not exist; pass CSVs written by `cellvq perturb train|predict`.")
+        frames = [pd.read_csv(path) for path in tables]
+        cfg = ShiftStoreConfig(dataset_id=dataset, kind=kind, run_id=run_id,
+                               smiles=read_smiles_table(smiles) if smiles else None,
+                               command="cellvq perturb store " + " ".join(str(p) for p in tables),
+                               parameters={"tables": [str(p) for p in tables]})
+        report = store_shifts(frames, db, cfg)
+        out.print(f"stored run {report.run_id}: {report.rows.get('Perturbation', 0)} perturbations, "
+                  f"{report.rows.get('SHIFTS', 0)} shifts")
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        fail(exc)

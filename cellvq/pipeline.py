@@ -162,7 +162,7 @@ def run(
             try:
                 store.write_run(tables)
             except Exception:
-                _discard_run(store, run_id)
+                discard_run(store, run_id)
                 raise
 
     u = adata.uns["cellvq"]
@@ -215,7 +215,7 @@ def _provenance_command(command: str | None) -> str:
     return shlex.join(redact_command(shlex.split(command)))
 
 
-def _discard_run(store, run_id: str) -> None:
+def discard_run(store, run_id: str) -> None:
     """Remove what a failed write left (it stays invisible as ``writing`` if even that fails)."""
     try:
         store.delete_run(run_id)

@@ -295,6 +295,38 @@ REPORT_MARKERS_BY_KIND = (
     "ORDER BY state, rank"
 )
 
+#: The shifts of one perturbation of a run (``$perturbation`` = perturbationId), ``$top`` ranks of each of
+#: the observed / predicted sets asked for (``$predicted``: a list of 0 and/or 1), largest |delta| first.
+PERTURBATION_EFFECTS = (
+    _COMPLETE_RUN
+    + """
+MATCH (p:Perturbation {runId: $runId, perturbationId: $perturbation})-[e:SHIFTS {runId: $runId}]->(g:Gene)
+WHERE e.rank <= $top AND e.predicted IN $predicted
+RETURN p.perturbationId AS perturbation, p.kind AS kind, p.target AS target, g.symbol AS symbol,
+       e.delta AS delta, e.rank AS rank, e.predicted AS predicted
+ORDER BY predicted ASC, rank ASC, symbol ASC
+"""
+)
+
+#: The perturbations of a run that shift a gene (``$symbol``) within their ``$maxRank`` largest shifts.
+PERTURBATIONS_SHIFTING = (
+    _COMPLETE_RUN
+    + """
+MATCH (p:Perturbation {runId: $runId})-[e:SHIFTS {runId: $runId}]->(g:Gene {symbol: $symbol})
+WHERE e.rank <= $maxRank AND e.predicted IN $predicted
+RETURN p.perturbationId AS perturbation, p.kind AS kind, p.target AS target, p.smiles AS smiles,
+       g.symbol AS symbol, e.delta AS delta, e.rank AS rank, e.predicted AS predicted
+ORDER BY rank ASC, predicted ASC, perturbation ASC
+"""
+)
+
+#: Every perturbation of a run (for suggestions when one is not found).
+PERTURBATIONS_OF_RUN = """
+MATCH (p:Perturbation {runId: $runId})
+RETURN p.perturbationId AS perturbation, p.kind AS kind
+ORDER BY perturbation
+"""
+
 #: ``count`` of every node label / relationship type in the whole store.
 COUNT_NODES: dict[str, str] = {label: _fill("MATCH (n:<LABEL>) RETURN count(n) AS n", LABEL=label) for label in NODES}
 COUNT_RELS: dict[str, str] = {
@@ -383,6 +415,7 @@ NEO4J_INDEXES: dict[str, str] = {
     "CellState_stateId": "CREATE INDEX cellvq_cellstate_stateid IF NOT EXISTS FOR (n:CellState) ON (n.stateId)",
     "CellState_name": "CREATE INDEX cellvq_cellstate_name IF NOT EXISTS FOR (n:CellState) ON (n.name)",
     "Property_runId": "CREATE INDEX cellvq_property_run IF NOT EXISTS FOR (n:Property) ON (n.runId)",
+    "Perturbation_runId": "CREATE INDEX cellvq_perturbation_run IF NOT EXISTS FOR (n:Perturbation) ON (n.runId)",
     "Gene_ensemblId": "CREATE INDEX cellvq_gene_ensembl IF NOT EXISTS FOR (n:Gene) ON (n.ensemblId)",
     "Run_status": "CREATE INDEX cellvq_run_status IF NOT EXISTS FOR (n:Run) ON (n.status)",
     **{
@@ -412,15 +445,17 @@ def _merge_node(label: str, skip: frozenset[str] = frozenset()) -> str:
 
 
 def _merge_rel(rtype: str, skip: frozenset[str] = frozenset()) -> str:
-    """``UNWIND $rows ... MATCH`` both ends by key, ``MERGE`` the relationship on ``runId``, set the rest."""
+    """``UNWIND $rows ... MATCH`` both ends by key, ``MERGE`` the relationship on ``runId`` (and the type's
+    ``merge_on`` properties), set the rest."""
     spec = RELATIONSHIPS[rtype]
     start, end = NODES[spec.start], NODES[spec.end]
     names = {"START": spec.start, "SKEY": start.key, "END": spec.end, "EKEY": end.key, "TYPE": rtype}
     head = "\nUNWIND $rows AS row\nMATCH (a:<START> {<SKEY>: row.startKey})\nMATCH (b:<END> {<EKEY>: row.endKey})\n"
+    key = "".join(_fill(", <P>: row.<P>", P=p) for p in spec.merge_on)
     props = [p for p in spec.set_properties if p not in skip]
     if not props:
-        return _fill(head + "MERGE (a)-[:<TYPE> {runId: row.runId}]->(b)\n", **names)
-    merge = _fill(head + "MERGE (a)-[e:<TYPE> {runId: row.runId}]->(b)\n", **names)
+        return _fill(head + "MERGE (a)-[:<TYPE> {runId: row.runId" + key + "}]->(b)\n", **names)
+    merge = _fill(head + "MERGE (a)-[e:<TYPE> {runId: row.runId" + key + "}]->(b)\n", **names)
     return merge + "SET " + ", ".join(_fill("e.<P> = row.<P>", P=p) for p in props) + "\n"
 
 
@@ -444,6 +479,7 @@ MERGE_GENES = MERGE_NODES["Gene"]
 MERGE_CELLS = MERGE_NODES["Cell"]
 MERGE_STATES = MERGE_NODES["CellState"]
 MERGE_PROPERTIES = MERGE_NODES["Property"]
+MERGE_PERTURBATIONS = MERGE_NODES["Perturbation"]
 
 #: Batched relationship writes, by type. ``row.startKey`` / ``row.endKey`` are node keys.
 MERGE_RELS: dict[str, str] = {rtype: _merge_rel(rtype) for rtype, spec in RELATIONSHIPS.items() if spec.table}
@@ -553,6 +589,9 @@ SHARED_STATEMENTS: dict[str, str] = {
     "RUNS_WITH_MARKER": RUNS_WITH_MARKER,
     "REPORT_STATE_MARKERS": REPORT_STATE_MARKERS,
     "REPORT_MARKERS_BY_KIND": REPORT_MARKERS_BY_KIND,
+    "PERTURBATION_EFFECTS": PERTURBATION_EFFECTS,
+    "PERTURBATIONS_SHIFTING": PERTURBATIONS_SHIFTING,
+    "PERTURBATIONS_OF_RUN": PERTURBATIONS_OF_RUN,
     **_named("COUNT_NODES", COUNT_NODES),
     **_named("COUNT_RELS", COUNT_RELS),
     **_named("COUNT_RUN_NODES", COUNT_RUN_NODES),
@@ -576,6 +615,7 @@ NEO4J_STATEMENTS: dict[str, str] = {
     "SET_CELL_PROPERTIES": SET_CELL_PROPERTIES,
     "MERGE_STATES": MERGE_STATES,
     "MERGE_PROPERTIES": MERGE_PROPERTIES,
+    "MERGE_PERTURBATIONS": MERGE_PERTURBATIONS,
     **_named("MERGE_RELS", MERGE_RELS),
 }
 

@@ -16,8 +16,11 @@ Keys
 * ``CellState`` -- ``uid = runId + ":" + stateId``; one node per run, so runs never collide.
 * ``Property``  -- ``uid = runId + ":" + propertyId``; one node per run.
 * ``Run``       -- ``runId``; ``Dataset`` -- ``datasetId``.
+* ``Perturbation`` -- ``uid = runId + ":" + perturbationId``; one node per run (its kind, SMILES, target).
 
-Every relationship carries the ``runId`` of the run that produced it.
+Every relationship carries the ``runId`` of the run that produced it and is merged on it (per start,
+end and ``runId``); ``SHIFTS`` is merged on ``predicted`` too, so the observed and the predicted shift
+of one perturbation x gene pair are two relationships of one run.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from .errors import SchemaError
 __all__ = [
     "CELL_PROPERTY_PATTERN",
     "NODES",
+    "PERTURBATION_KINDS",
     "RELATIONSHIPS",
     "STATE_KINDS",
     "NodeSpec",
@@ -57,6 +61,8 @@ __all__ = [
 
 #: The kinds a ``CellState`` may have.
 STATE_KINDS: tuple[str, ...] = ("code", "cluster", "subtype", "cellType")
+#: The kinds a ``Perturbation`` may have (``smiles`` is given for drugs).
+PERTURBATION_KINDS: tuple[str, ...] = ("knockout", "activation", "drug", "stimulus")
 
 #: Run status values. A run is visible to the named queries only when ``complete``.
 STATUS_WRITING = "writing"
@@ -130,7 +136,9 @@ class RelSpec:
     """One relationship type, declared once: ends, typed properties (``runId`` first), source table.
 
     Each row of ``table`` becomes one relationship from the ``start`` node named by ``start_column``
-    to the ``end`` node named by ``end_column`` (values of those labels' key columns).
+    to the ``end`` node named by ``end_column`` (values of those labels' key columns). A relationship
+    is merged on ``runId`` and the properties named in ``merge_on`` (which also join the source
+    table's key: one row per start, end and ``merge_on`` values).
     """
 
     type: str
@@ -140,6 +148,7 @@ class RelSpec:
     table: str | None = None
     start_column: str | None = None
     end_column: str | None = None
+    merge_on: tuple[str, ...] = ()
 
     @property
     def property_names(self) -> list[str]:
@@ -151,8 +160,8 @@ class RelSpec:
 
     @property
     def set_properties(self) -> list[str]:
-        """Properties set on the relationship besides ``runId`` (which it is merged on)."""
-        return [p.name for p in self.properties if p.source != RUN_ID]
+        """Properties set on the relationship besides ``runId`` and ``merge_on`` (which it is merged on)."""
+        return [p.name for p in self.properties if p.source != RUN_ID and p.name not in self.merge_on]
 
 
 def _p(name: str, kind: str = STRING, *, required: bool = False, source: str | None = None) -> Prop:
@@ -212,6 +221,19 @@ NODES: dict[str, NodeSpec] = {
             ),
             table="properties", key_column="propertyId", scope=RUN_SCOPE,
         ),
+        NodeSpec(
+            "Perturbation",
+            "uid",
+            (
+                _p("uid", source=KEY),
+                _RUN_PROP,
+                _p("perturbationId", required=True),
+                _p("kind", required=True),
+                _p("smiles"),
+                _p("target"),
+            ),
+            table="perturbations", key_column="perturbationId", scope=RUN_SCOPE,
+        ),
     )
 }
 
@@ -256,6 +278,11 @@ RELATIONSHIPS: dict[str, RelSpec] = {
             _p("attention", DOUBLE, required=True),
         ),
         _rel("EXPRESSES", "Cell", "Gene", "expresses", ("cellId", "symbol"), _p("attention", DOUBLE, required=True)),
+        RelSpec(
+            "SHIFTS", "Perturbation", "Gene",
+            (_RUN_PROP, _p("delta", DOUBLE, required=True), _p("rank", INT64), _p("predicted", INT64, required=True)),
+            "shifts", "perturbationId", "symbol", merge_on=("predicted",),
+        ),
     )
 }
 
@@ -307,7 +334,7 @@ def _rel_table(spec: RelSpec) -> _TableSpec:
     required += [(p.column, p.kind) for p in cols if p.required]
     return _TableSpec(
         tuple(required), tuple((p.column, p.kind) for p in cols if not p.required),
-        (spec.start_column, spec.end_column),
+        (spec.start_column, spec.end_column, *spec.merge_on),
     )
 
 
@@ -430,13 +457,17 @@ class RunTables:
     ``bridges``               stateA, stateB, score; nCells
     ``associated_with``       stateId, propertyId, attention
     ``expresses``             cellId, symbol, attention
+    ``perturbations``         perturbationId, kind (knockout|activation|drug|stimulus); smiles, target
+    ``shifts``                perturbationId, symbol, delta, predicted (0 observed, 1 predicted; bools
+                              accepted); rank (1 = largest |delta| of that perturbation and predicted)
     ========================  =====================================================================
 
     On construction the tables are copied, checked and normalised: a missing column, an unknown
     column, a duplicated key, a non-numeric score or a reference to an unknown cell / gene / state
     raises :class:`~graphdb.errors.SchemaError` naming the table and column. Missing optional
     values are filled: ``name`` = ``stateId``; ``nCells`` counted from ``cell_state``; marker
-    ``rank`` from ``score`` (1 = best) within each state; ``dataset.nCells`` = ``len(cells)``;
+    ``rank`` from ``score`` (1 = best) within each state; shift ``rank`` from ``|delta|`` within each
+    perturbation and ``predicted``; ``dataset.nCells`` = ``len(cells)``;
     ``createdAt`` = now (UTC, ISO 8601).
 
     ``runId`` and ``datasetId`` may not contain ``':'`` (they prefix node keys).
@@ -457,6 +488,8 @@ class RunTables:
     bridges: TableLike = None
     associated_with: TableLike = None
     expresses: TableLike = None
+    perturbations: TableLike = None
+    shifts: TableLike = None
     cell_property_types: dict[str, str] = field(init=False, default_factory=dict)
 
     TABLE_NAMES = tuple(_TABLES)
@@ -476,11 +509,16 @@ class RunTables:
                     f"{what} {ident!r} is not a valid id: it must be non-empty, without ':' and without "
                     "surrounding spaces (it prefixes node keys)"
                 )
-        bad_kinds = sorted(set(self.states["kind"]) - set(STATE_KINDS))
-        if bad_kinds:
-            raise SchemaError(
-                f"table 'states': column 'kind' has unknown value(s) {bad_kinds}; allowed: {list(STATE_KINDS)}"
-            )
+        for table, allowed in (("states", STATE_KINDS), ("perturbations", PERTURBATION_KINDS)):
+            bad_kinds = sorted(set(getattr(self, table)["kind"]) - set(allowed))
+            if bad_kinds:
+                raise SchemaError(
+                    f"table '{table}': column 'kind' has unknown value(s) {bad_kinds}; allowed: {list(allowed)}"
+                )
+        bad_flags = sorted(set(self.shifts["predicted"]) - {0.0, 1.0})
+        if bad_flags:
+            raise SchemaError(f"table 'shifts': column 'predicted' must be 0/False (observed) or 1/True "
+                              f"(predicted); got {bad_flags[:5]}")
         for table, column, ref_table, ref_column in _REFERENCES:
             values = getattr(self, table)[column]
             known = set(getattr(self, ref_table)[ref_column])
@@ -585,6 +623,11 @@ class RunTables:
         if len(mk) and mk["rank"].isna().any():
             computed = mk.groupby("stateId")["score"].rank(ascending=False, method="first")
             mk["rank"] = mk["rank"].where(mk["rank"].notna(), computed)
+        sh = self.shifts
+        if len(sh) and sh["rank"].isna().any():
+            computed = sh.assign(_a=sh["delta"].abs()).groupby(["perturbationId", "predicted"])["_a"].rank(
+                ascending=False, method="first")
+            sh["rank"] = sh["rank"].where(sh["rank"].notna(), computed)
         ds = self.dataset
         if ds["nCells"].isna().all():
             ds["nCells"] = float(len(self.cells))

@@ -475,6 +475,45 @@ class GraphStore(ABC):
         params = {"symbol": gene, "minScore": _min_score(include_negative), "maxRank": _positive_int(max_rank, "max_rank")}
         return self._read(q.RUNS_WITH_MARKER, params)
 
+    def perturbation_effects(
+        self, perturbation: str, top: int = 20, *, run_id: str | None = None, predicted: bool | None = None
+    ) -> pd.DataFrame:
+        """The ``top`` genes a perturbation shifts most (by ``|delta|``), observed and/or predicted.
+
+        ``predicted``: ``None`` both (observed first), ``False`` measured only, ``True`` predicted only.
+        Columns: ``perturbation, kind, target, symbol, delta, rank, predicted`` (bool), by rank within
+        observed / predicted. An unknown perturbation raises :class:`NotFoundError` with suggestions.
+        """
+        run = self.resolve_run(run_id)
+        params = {"runId": run, "perturbation": str(perturbation), "top": _positive_int(top, "top"),
+                  "predicted": _predicted_flags(predicted)}
+        out = self._read(q.PERTURBATION_EFFECTS, params)
+        if out.empty:
+            known = self._read(q.PERTURBATIONS_OF_RUN, {"runId": run})
+            names = [str(n) for n in known["perturbation"]] if not known.empty else []
+            if str(perturbation) not in names:
+                close = difflib.get_close_matches(str(perturbation), names, n=3, cutoff=0.5)
+                raise NotFoundError(
+                    f"no perturbation {perturbation!r} in run {run!r}"
+                    + (f"; did you mean {close}?" if close else "")
+                    + f" The run has {len(names)} perturbations, e.g. {names[:8]}"
+                )
+        return _with_bool_predicted(out)
+
+    def perturbations_shifting(
+        self, symbol: str, *, run_id: str | None = None, max_rank: int = 20, predicted: bool | None = None
+    ) -> pd.DataFrame:
+        """The perturbations of a run that have ``symbol`` among their ``max_rank`` largest shifts.
+
+        Columns: ``perturbation, kind, target, smiles, symbol, delta, rank, predicted`` (bool), by rank.
+        ``predicted`` as in :meth:`perturbation_effects`; an unknown gene raises :class:`NotFoundError`.
+        """
+        run = self.resolve_run(run_id)
+        gene = self.resolve_gene(symbol)
+        params = {"runId": run, "symbol": gene, "maxRank": _positive_int(max_rank, "max_rank"),
+                  "predicted": _predicted_flags(predicted)}
+        return _with_bool_predicted(self._read(q.PERTURBATIONS_SHIFTING, params))
+
     def compare_runs(
         self, state: str, run_a: str, run_b: str, *, top: int | None = None, include_negative: bool = False
     ) -> pd.DataFrame:
@@ -603,6 +642,20 @@ def _side_by_side(m: pd.DataFrame, uid_a: str, uid_b: str) -> pd.DataFrame:
     genes = genes.sort_values(["_g", "_k", "symbol"], kind="stable").drop(columns=["_g", "_k"])
     genes["order"] = range(len(genes))
     return genes
+
+
+def _predicted_flags(predicted: bool | None) -> list[int]:
+    """``SHIFTS.predicted`` values asked for: both (``None``), observed (``False``) or predicted (``True``)."""
+    if predicted is None:
+        return [0, 1]
+    if not isinstance(predicted, bool):
+        raise ValueError(f"predicted must be None, True or False, got {predicted!r}")
+    return [int(predicted)]
+
+
+def _with_bool_predicted(frame: pd.DataFrame) -> pd.DataFrame:
+    frame["predicted"] = frame["predicted"].astype(bool) if len(frame) else pd.Series(dtype=bool)
+    return frame
 
 
 def _kinds_key(kinds: Sequence[str] | str) -> tuple[str, ...]:

@@ -51,7 +51,7 @@ from ..errors import (
     SchemaError,
     StoreLockedError,
 )
-from ..schema import CELL_PROPERTY_PATTERN, DOUBLE, INT64, STRING, RunTables, graph_frames, records
+from ..schema import CELL_PROPERTY_PATTERN, DOUBLE, INT64, STRING, RunTables, graph_frames, records, run_labels
 from .base import DEFAULT_BATCH_SIZE, StepHook, WriteReport, progress_bar, rows_per_step
 from .unwind_writer import UnwindWriter
 
@@ -221,7 +221,7 @@ class LadybugStore(UnwindWriter):
         genes = self._new_genes(nodes["Gene"])
         cells = self._new_cells(nodes["Cell"], tables.dataset_id, cell_columns)
         load: list[tuple[str, pd.DataFrame]] = [
-            ("Gene", genes), ("Cell", cells), ("CellState", nodes["CellState"]), ("Property", nodes["Property"]),
+            ("Gene", genes), ("Cell", cells), *((label, nodes[label]) for label in run_labels()),
         ]
         load += [(rtype, frame) for rtype, frame in rels.items() if rtype != "ON_DATASET"]
         total = rows_per_step(dict(load), {})
@@ -260,7 +260,7 @@ class LadybugStore(UnwindWriter):
 
     def _check_written(self, run_id: str, nodes: Mapping[str, pd.DataFrame], rels: Mapping[str, pd.DataFrame]) -> None:
         """Refuse to mark a run complete unless the database holds every one of its facts."""
-        want = {"CellState": len(nodes["CellState"]), "Property": len(nodes["Property"])}
+        want = {label: len(nodes[label]) for label in run_labels()}
         want.update({rtype: len(frame) for rtype, frame in rels.items()})
         got = self.counts(run_id)
         missing = {k: (got.get(k, 0), n) for k, n in want.items() if got.get(k, 0) != n}
