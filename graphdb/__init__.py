@@ -39,6 +39,8 @@ Nodes (labels PascalCase, properties camelCase; key first):
 ``CellState``   uid (= runId:stateId), runId, stateId, kind (code | cluster | subtype | cellType),
                 name, nCells, description
 ``Property``    uid (= runId:propertyId), runId, propertyId, kind, value
+``Perturbation`` uid (= runId:perturbationId), runId, perturbationId, kind (knockout | activation |
+                drug | stimulus), smiles (drugs), target (genetic: the target genes, ``+``-joined)
 ==============  =============================================================================
 
 Relationships (all carry ``runId``, the run that produced the fact):
@@ -56,6 +58,8 @@ Relationships (all carry ``runId``, the run that produced the fact):
 ``(CellState)-[:BRIDGES]->(CellState)`` score, nCells (cells intermediate between the two)
 ``(CellState)-[:ASSOCIATED_WITH]->(Property)``  attention
 ``(Cell)-[:EXPRESSES]->(Gene)``         attention (optional: a cell's top-k genes)
+``(Perturbation)-[:SHIFTS]->(Gene)``   delta, rank (1 = largest |delta|), predicted (0 observed,
+                                        1 predicted; merged on runId *and* predicted, so both stay)
 =====================================  ==================================================
 
 Runs and visibility

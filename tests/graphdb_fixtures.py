@@ -374,6 +374,8 @@ def expected_run_counts(tables: RunTables) -> dict[str, int]:
         "BRIDGES": len(tables.bridges),
         "ASSOCIATED_WITH": len(tables.associated_with),
         "EXPRESSES": len(tables.expresses),
+        "Perturbation": len(tables.perturbations),
+        "SHIFTS": len(tables.shifts),
     }
 
 

@@ -51,7 +51,16 @@ from ..errors import (
     SchemaError,
     StoreLockedError,
 )
-from ..schema import CELL_PROPERTY_PATTERN, DOUBLE, INT64, STRING, RunTables, graph_frames, records, run_labels
+from ..schema import (
+    CELL_PROPERTY_PATTERN,
+    DOUBLE,
+    INT64,
+    STRING,
+    RunTables,
+    graph_frames,
+    records,
+    run_labels,
+)
 from .base import DEFAULT_BATCH_SIZE, StepHook, WriteReport, progress_bar, rows_per_step
 from .unwind_writer import UnwindWriter
 
