@@ -124,9 +124,23 @@ def test_bad_input_writes_nothing(tmp_path, csvs, shifts):
     r = CliRunner().invoke(app, ["perturb", "store", str(tmp_path / "no_delta.csv"), "--db", str(db),
                                  "--dataset", "papalexi"])
     assert r.exit_code == 1 and "delta" in r.output, r.output
+    names = pd.read_csv(csvs[0])["perturbation"].unique()
+    pd.DataFrame({"compound": names, "smiles": ["CCO"] * (len(names) - 1) + ["C1CC("]}).to_csv(
+        tmp_path / "smiles.csv", index=False)
+    r = CliRunner().invoke(app, ["perturb", "store", str(csvs[0]), "--db", str(db), "--dataset", "papalexi",
+                                 "--kind", "drug", "--smiles", str(tmp_path / "smiles.csv")])
+    assert r.exit_code == 1 and "RDKit cannot parse" in r.output and "C1CC(" in r.output, r.output
     if db.exists():
         with open_store(db, read_only=True) as store:
             assert store.runs().empty
+
+
+def test_unknown_gene_symbol_is_named(tmp_path, shifts):
+    tables = shift_run_tables(list(shifts), ShiftStoreConfig(dataset_id="papalexi", run_id="genes"))
+    with open_store(tmp_path / "g.lbug") as store:
+        store.write_run(tables)
+        with pytest.raises(NotFoundError, match=r"gene 'stat1' is not in the store.*did you mean \['STAT1'"):
+            store.perturbations_shifting("stat1", run_id="genes")
 
 
 @pytest.mark.neo4j_live
