@@ -153,3 +153,24 @@ def test_neo4j_live_same_answers(neo4j_live, shifts):
             check_answers(store, run_id, shifts)
         finally:
             store.delete_run(run_id)
+
+
+def test_store_from_before_perturbations_gains_the_tables(tmp_path, shifts):
+    """A LadybugDB file written before Perturbation / SHIFTS existed: a read-only open adds the tables
+    (one read-write open), and counts / the perturbation queries answer instead of failing."""
+    import ladybug
+
+    path = tmp_path / "old.lbug"
+    with open_store(path) as store:
+        store.write_run(shift_run_tables([shifts[0]], ShiftStoreConfig(dataset_id="papalexi", run_id="old")))
+    db = ladybug.Database(str(path))
+    conn = ladybug.Connection(db)
+    for stmt in ("DROP TABLE SHIFTS", "DROP TABLE Perturbation", "CHECKPOINT"):
+        conn.execute(stmt)
+    conn.close()
+    db.close()
+    with open_store(path, read_only=True) as store:
+        counts = store.counts("old")
+        assert counts["Perturbation"] == 0 and counts["SHIFTS"] == 0
+        with pytest.raises(NotFoundError, match="no perturbation 'STAT1'"):
+            store.perturbation_effects("STAT1", run_id="old")

@@ -128,7 +128,7 @@ class LadybugStore(UnwindWriter):
             except RuntimeError as exc2:
                 raise _open_error(self.path, exc2) from exc2
         if not read_only:
-            for stmt in (*q.LADYBUG_DDL.values(), *_migrations(self._conn)):
+            for stmt in _migrations(self._conn):
                 self._conn.execute(stmt)
         elif _migrations(self._conn):  # a store written before some declared columns existed
             self._conn.close()
@@ -379,11 +379,13 @@ def _connect(ladybug: Any, path: Path, read_only: bool, opts: Mapping[str, int])
 def _migrations(conn: Any) -> list[str]:
     """``ALTER TABLE ... ADD`` for every declared property missing from a table of an existing store
     (one written by an older graphdb: e.g. the Run provenance, CellState descriptions, REGULATES
-    evidence). Empty for a new or current store; tables not created yet are left to the DDL."""
+    evidence), and the DDL of every declared table such a store lacks (e.g. ``Perturbation`` /
+    ``SHIFTS``), nodes before relationships. Empty for a current store; a new, empty one gets the DDL."""
     existing = set(conn.execute("CALL show_tables() RETURN name").get_as_df()["name"])
     out = []
     for table, statement in q.LADYBUG_TABLE_COLUMNS.items():
         if table not in existing:
+            out.append(q.LADYBUG_DDL[table])
             continue
         stored = set(conn.execute(statement).get_as_df()["name"])
         out += [stmt for (name, prop), stmt in q.LADYBUG_ADD_COLUMN.items() if name == table and prop not in stored]
@@ -396,7 +398,7 @@ def _migrate(ladybug: Any, path: Path, opts: Mapping[str, int]) -> None:
         db, conn = _connect(ladybug, path, False, opts)
     except RuntimeError as exc:
         raise GraphDBError(
-            f"the LadybugDB database {path} was written by an older graphdb and needs its Run table upgraded "
+            f"the LadybugDB database {path} was written by an older graphdb and needs its tables upgraded "
             f"(a read-write open), which failed: {str(exc).splitlines()[0]}. Open it once with open_store(path) "
             "when no other process has it open."
         ) from exc
