@@ -51,7 +51,7 @@ def check_shift_table(table: pd.DataFrame, name: str = "table") -> pd.DataFrame:
 def shift_run_tables(tables: Sequence[pd.DataFrame], cfg: ShiftStoreConfig):
     """One :class:`graphdb.RunTables` of the observed and/or predicted shift tables ``tables``."""
     import graphdb
-    from graphdb.schema import PERTURBATION_KINDS
+    from graphdb import PERTURBATION_KINDS
 
     if cfg.kind not in PERTURBATION_KINDS:
         raise ValueError(f"unknown perturbation kind {cfg.kind!r}; pass one of {list(PERTURBATION_KINDS)} with --kind.")

@@ -123,11 +123,12 @@ from .errors import (
     StoreLockedError,
 )
 from .export import read_grn
-from .schema import NODES, RELATIONSHIPS, STATE_KINDS, RunTables
+from .schema import NODES, PERTURBATION_KINDS, RELATIONSHIPS, STATE_KINDS, RunTables
 from .stores.base import GraphStore, StateComparison, Subgraph, WriteReport
 
 __all__ = [
     "NODES",
+    "PERTURBATION_KINDS",
     "RELATIONSHIPS",
     "STATE_KINDS",
     "AmbiguousStateError",
