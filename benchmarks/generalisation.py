@@ -88,6 +88,10 @@ class BenchConfig:
     optional: bool = True
     pairs: bool = True
     seed: int = 0
+    reuse: Path | None = None  # an earlier generalisation.json whose dataset rows and pairs are kept
+
+    def settings(self) -> dict:
+        return {"max_cells": self.max_cells, "adapt_epochs": self.adapt_epochs, "scvi_epochs": self.scvi_epochs}
 
 
 def load(ds: Dataset, shared: Path, cfg: BenchConfig):
@@ -195,7 +199,7 @@ def code_figures(e, ds: Dataset) -> dict:
 def run_dataset(model, ds: Dataset, shared: Path, cfg: BenchConfig) -> tuple[dict, object]:
     a = load(ds, shared, cfg)
     res: dict = {"dataset": ds.key, "file": ds.file, "cells": a.n_obs, "labels": int(a.obs[ds.label].nunique()),
-                 "batch": ds.batch, "methods": {}, "skipped": {}}
+                 "batch": ds.batch, "settings": cfg.settings(), "methods": {}, "skipped": {}}
     X, info = cellvq_rep(model, a)
     e = info.pop("embedded")
     res["methods"]["CellVQ zero-shot"] = {**score(X, a, ds, cfg.optional), **info}
@@ -295,17 +299,20 @@ def to_markdown(rows: list[dict], pairs: list[dict], meta: dict) -> str:
          f"`{meta['command']}` ({meta['date']}, {meta['threads']} CPU threads, {meta['machine']}; checkpoint "
          f"`{meta['checkpoint']}`, {meta['n_coarse']} coarse codes). Every dataset is a whole dataset never "
          "trained or tuned on (pbmc3k: its 791 held-out cells), subsampled to "
-         f"{meta['config']['max_cells']} cells (seed 0). Adapted = `CellVQ.adapt`, "
+         f"{meta['config']['max_cells']} cells (seed 0; per dataset: last column). Adapted = `CellVQ.adapt`, "
          f"{meta['config']['adapt_epochs']} epochs on the same cells (no labels); scVI {meta['config']['scvi_epochs']} "
          "epochs, 2,000 HVGs. ARI/NMI: k-means with k = number of labels; ASW: cell-type silhouette (rescaled "
          f"to 0..1); {meta['metrics']}.", "",
          "## Bio-conservation: ARI / NMI / cell-type ASW", "",
-         "| dataset | cells | labels | counts matched | " + " | ".join(COLS) + " |",
-         "|---|---:|---:|---:|" + "---|" * len(COLS)]
+         "| dataset | cells | labels | counts matched | " + " | ".join(COLS) + " | cells cap / adapt ep / scVI ep |",
+         "|---|---:|---:|---:|" + "---|" * len(COLS) + "---|"]
     for r in rows:
         cells = [fmt(r["methods"].get(c), ("ari", "nmi", "asw")) if c in r["methods"]
                  else f"skipped: {r['skipped'].get(c, 'no batches')}" for c in COLS]
-        L.append(f"| {r['dataset']} | {r['cells']} | {r['labels']} | {r['count_match_rate']:.0%} | " + " | ".join(cells) + " |")
+        st = r.get("settings", {})
+        sets = f"{st.get('max_cells', '?')} / {st.get('adapt_epochs', '?')} / {st.get('scvi_epochs', '?')}"
+        L.append(f"| {r['dataset']} | {r['cells']} | {r['labels']} | {r['count_match_rate']:.0%} | " + " | ".join(cells)
+                 + f" | {sets} |")
     L += ["", "## Batch mixing (datasets with batches): batch ASW / iLISI (higher = better mixed)", "",
           "| dataset | batch | " + " | ".join(COLS) + " |", "|---|---|" + "---|" * len(COLS)]
     for r in rows:
@@ -345,21 +352,35 @@ def run(cfg: BenchConfig, out: Path, command: str) -> dict:
         raise SystemExit(f"unknown --datasets {unknown}; choose from {sorted(chosen)}")
     meta = {"command": command, "date": time.strftime("%Y-%m-%d"), "threads": torch.get_num_threads(),
             "machine": platform.processor() or platform.machine(), "checkpoint": model.metadata.get("name"),
-            "n_coarse": model.coarse.n_coarse if model.coarse is not None else 0, "config": asdict(cfg),
+            "n_coarse": model.coarse.n_coarse if model.coarse is not None else 0, "config": {**asdict(cfg), "reuse": str(cfg.reuse) if cfg.reuse else None},
             "metrics": "scib-metrics" if cfg.optional else "scikit-learn fallback (--no-optional: no scib-metrics, "
                        "scVI, Harmony, batch ASW or iLISI)"}
-    rows, embedded, pairs = [], {}, []
+    done, pairs = reused(cfg)
+    rows, embedded = [], {}
     for key in cfg.datasets:
-        res, e = run_dataset(model, chosen[key], shared, cfg)
+        if key in done:  # scored by the earlier run: embedded again (cheap) only for the pairs
+            res, e = done[key], codes.embed_copy(model, load(chosen[key], shared, cfg))
+        else:
+            res, e = run_dataset(model, chosen[key], shared, cfg)
         e.obs["_label"] = e.obs[chosen[key].label].astype(str)
         rows.append(res)
         embedded[key] = e
         for ka, kb in PAIRS if cfg.pairs else ():  # a pair as soon as both of its datasets are embedded
-            if key in (ka, kb) and ka in embedded and kb in embedded:
+            have = any(p["pair"] == f"{ka} ↔ {kb}" for p in pairs)
+            if key in (ka, kb) and ka in embedded and kb in embedded and not have:
                 pairs.append({"pair": f"{ka} ↔ {kb}", **run_pair(model, embedded[ka], embedded[kb])})
                 print(json.dumps(pairs[-1]), flush=True)
         write(out, meta, rows, pairs)  # partial results survive an interrupted run
     return write(out, meta, rows, pairs)
+
+
+def reused(cfg: BenchConfig) -> tuple[dict[str, dict], list[dict]]:
+    if cfg.reuse is None:
+        return {}, []
+    old = json.loads(Path(cfg.reuse).read_text())
+    for r in old["datasets"]:
+        r.setdefault("settings", {k: old["meta"]["config"][k] for k in ("max_cells", "adapt_epochs", "scvi_epochs")})
+    return {r["dataset"]: r for r in old["datasets"]}, old.get("pairs", [])
 
 
 def write(out: Path, meta: dict, rows: list[dict], pairs: list[dict]) -> dict:
@@ -379,9 +400,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-optional", action="store_true", help="run without scib-metrics, scvi-tools, harmonypy")
     ap.add_argument("--no-pairs", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--reuse", type=Path, default=None,
+                    help="keep the dataset rows and pairs of an earlier generalisation.json (their settings stay recorded)")
     args = ap.parse_args(argv)
     cfg = BenchConfig(args.datasets, args.max_cells, args.adapt_epochs, args.scvi_epochs, not args.no_optional,
-                      not args.no_pairs)
+                      not args.no_pairs, reuse=args.reuse)
     argv_s = " ".join(argv if argv is not None else sys.argv[1:])
     run(cfg, args.out, f"python benchmarks/generalisation.py {argv_s}".strip())
 
