@@ -76,6 +76,11 @@ DATASETS = [
     Dataset("cimseq_celllines", "corpus/cimseq_sorted_celllines_known_multiplets.h5ad", "cell_line",
             subset=("well_type", "singlet")),
 ]
+# held-out files of the manifest without cell labels: not scored here (bio-conservation needs labels)
+UNLABELLED = ["combat_covid_pbmc_scdapp", "damagedetective_test500", "hao2021_pbmc1k_speck", "mudan_pbmc_donorA",
+              "pisces_pbmc1k", "scwgparis_1k_PBMC_v2_filt", "scwgparis_1k_PBMC_v3_filt",
+              "scwgparis_5prime_PBMC_filt_1kcells", "cimseq_fetal_pancreas_singlets_multiplets",
+              "berginski_trametinib_cells", "gasperini2019_k562_highmoi_sceptre"]
 PAIRS = [("pbmc3k_heldout", "zheng_sorted"), ("pbmc3k_heldout", "onek1k"), ("zheng_sorted", "onek1k")]
 
 
@@ -243,7 +248,20 @@ def run_optional(a, pca, ds: Dataset, cfg: BenchConfig, res: dict) -> None:
 
 
 # ----------------------------------------------------------------------------------------- pairs
-def joint_pca_f1(a, b, label: str) -> float:
+def on_vocab_names(model, a):
+    """``a`` restricted to the genes the model's vocabulary knows, named by vocabulary symbol (so that two
+    experiments, one named by symbols and one by Ensembl IDs, share their genes)."""
+    from foundation.data import align_genes
+
+    idx = align_genes(a, model.vocab).var_index
+    keep = idx >= 0
+    out = a[:, keep].copy()
+    out.var_names = np.asarray(model.vocab.symbols)[idx[keep]]
+    return out[:, ~out.var_names.duplicated()].copy()
+
+
+def joint_pca_f1(model, a, b, label: str) -> float:
+    a, b = on_vocab_names(model, a), on_vocab_names(model, b)
     genes = a.var_names.intersection(b.var_names)
     both = ad.concat([a[:, genes], b[:, genes]], label="_exp", keys=["a", "b"], index_unique="-")
     X = tasks.pca_baseline(both)
@@ -280,7 +298,7 @@ def run_pair(model, ea, eb) -> dict:
     ag = codes.code_agreement(a.obs["cellvq_code_coarse"], a.obs["lineage"], b.obs["cellvq_code_coarse"], b.obs["lineage"])
     return {"lineages": lineages, "cells": [a.n_obs, b.n_obs], "f1_cellvq": round(float(f1_own), 3),
             "f1_cellvq_shared_genes": round(float(np.mean(across)), 3),
-            "f1_joint_pca": round(joint_pca_f1(a, b, "lineage"), 3),
+            "f1_joint_pca": round(joint_pca_f1(model, a, b, "lineage"), 3),
             "code_agreement": {k: round(float(v), 3) for k, v in ag.items()}}
 
 
@@ -338,6 +356,10 @@ def to_markdown(rows: list[dict], pairs: list[dict], meta: dict) -> str:
             ag = p["code_agreement"]
             L.append(f"| {p['pair']} | {', '.join(p['lineages'])} | {p['f1_cellvq']:.3f} | {p['f1_cellvq_shared_genes']:.3f} "
                      f"| {p['f1_joint_pca']:.3f} | {ag['same']:.3f} / {ag['other']:.3f} = {ag['ratio']:.1f}x |")
+    pending = [d for d in meta["config"]["datasets"] if d not in {r["dataset"] for r in rows}]
+    L += ["", f"Not scored: {', '.join(UNLABELLED)} (no cell labels)."]
+    if pending:
+        L.append(f"Not yet scored in this run (interrupted or still running): {', '.join(pending)}.")
     return "\n".join(L) + "\n"
 
 
@@ -365,6 +387,7 @@ def run(cfg: BenchConfig, out: Path, command: str) -> dict:
         e.obs["_label"] = e.obs[chosen[key].label].astype(str)
         rows.append(res)
         embedded[key] = e
+        write(out, meta, rows, pairs)
         for ka, kb in PAIRS if cfg.pairs else ():  # a pair as soon as both of its datasets are embedded
             have = any(p["pair"] == f"{ka} ↔ {kb}" for p in pairs)
             if key in (ka, kb) and ka in embedded and kb in embedded and not have:
