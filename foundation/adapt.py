@@ -152,6 +152,8 @@ def adapt(model, adata, cfg: AdaptConfig | None = None, out: str | os.PathLike |
     trainer = Trainer(child.module, train)
     result = trainer.fit(stream, stream.n_cells, progress=progress)
     child.module.eval()
+    if model.coarse is not None:  # keep the coarse centroids; the moved fine codes go to their nearest
+        child.coarse = model.coarse.reassign(child.codebook())
     child.metadata = provenance(model, adata, cfg, train, result, command)
     child.metadata["adapt"]["n_genes_initialised"] = n_new
     child.metadata["adapt"]["genes_added"] = added.symbols

@@ -72,6 +72,7 @@ class CellVQ:
         self.module = module
         self.vocab = vocab
         self.metadata = dict(metadata or {})
+        self.coarse = None  # foundation.codes.CoarseCodebook: the coarse level of the cell codes, if any
 
     # ------------------------------------------------------------------ construction / io
     @classmethod
@@ -85,7 +86,11 @@ class CellVQ:
 
     def save(self, path: str | os.PathLike, train_state=None) -> Path:
         meta = {"model": self.metadata.get("name", "cellvq"), "config": self.config.to_dict(), "metadata": self.metadata}
-        return write_checkpoint(path, self.module.state_dict(), meta, self.vocab.to_dict(), train_state)
+        out = write_checkpoint(path, self.module.state_dict(), meta, self.vocab.to_dict(), train_state)
+        if self.coarse is not None:  # the coarse level follows the weights it was fitted on
+            self.coarse.meta["checkpoint_sha256"] = sha256_file(out / "model.safetensors")
+            self.coarse.save(out)
+        return out
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | None = None) -> CellVQ:
@@ -119,6 +124,7 @@ class CellVQ:
         model = cls(module, vocab, meta.get("metadata", {}))
         model.metadata["checkpoint_sha256"] = sha256_file(Path(path) / "model.safetensors")
         model.metadata["checkpoint_path"] = str(path)
+        model.coarse = load_coarse(path, model)
         return model
 
     @property
@@ -325,6 +331,7 @@ class CellVQ:
         varm[matched_vars] = gene_emb[alignment.var_index[matched_vars]]
         n_codes = self.config.n_codes
         labels = np.array([code_to_str(int(k), n_codes) for k in codes], dtype=object)
+        coarse = self.coarse.coarse_of(codes) if self.coarse is not None else None
         counts_per_code = np.bincount(codes, minlength=n_codes)
         p = counts_per_code[counts_per_code > 0] / n
         # all computed: now write (no half-done AnnData)
@@ -332,6 +339,9 @@ class CellVQ:
         adata.obsm["X_cellvq_q"] = zq
         adata.obs["cellvq_code"] = pd.Categorical(labels)
         adata.obs["cellvq_code_id"] = codes
+        if coarse is not None:
+            adata.obs["cellvq_code_coarse"] = coarse
+            adata.obs["cellvq_code_hier"] = pd.Categorical(self.coarse.labels(codes))
         adata.varm["cellvq_gene"] = varm
         adata.var["cellvq_in_vocab"] = alignment.var_index >= 0
         coverage = annotate_coverage(adata, self.vocab, col_sums, var_key=var_key, trained=alignment.var_index >= 0)
@@ -351,6 +361,8 @@ class CellVQ:
             "codes_used": int((counts_per_code > 0).sum()),
             "code_perplexity": float(np.exp(-(p * np.log(p)).sum())),
             "cells_per_second": float(n / max(seconds, 1e-9)),
+            "n_coarse": int(self.coarse.n_coarse) if coarse is not None else 0,
+            "coarse_codes_used": int(len(np.unique(coarse))) if coarse is not None else 0,
         }
         return adata
 
@@ -366,6 +378,22 @@ class CellVQ:
         c = self.config
         return (f"CellVQ(genes={c.n_genes}, d_model={c.d_model}, layers={c.n_layers}, quantizer={c.quantizer}, "
                 f"codes={c.n_codes}, params={self.n_parameters():,})")
+
+
+def load_coarse(path: str | os.PathLike, model: CellVQ):
+    """The coarse code level shipped in checkpoint folder ``path`` (None when absent, or fitted on other
+    weights: then a warning says how to rebuild it)."""
+    from foundation.codes import CoarseCodebook
+
+    coarse = CoarseCodebook.load(path)
+    if coarse is None:
+        return None
+    fitted_on = coarse.meta.get("checkpoint_sha256")
+    if coarse.n_codes != model.config.n_codes or fitted_on not in (None, model.metadata["checkpoint_sha256"]):
+        log.warning("checkpoint %s: coarse_codes.safetensors was fitted on other weights; coarse codes are not "
+                    "written. Rebuild them with `python -m foundation.codes --checkpoint %s --tune`.", path, path)
+        return None
+    return coarse
 
 
 def pretrained_path() -> Path:
