@@ -51,15 +51,11 @@ class NewGenes:
 def gencode_symbol_and_id(name: str) -> tuple[str, str]:
     """``(symbol, ensembl_id)`` of a var name (symbol, Ensembl ID or composite) from GENCODE v44."""
     from foundation.data.symbols import id_of
-    from foundation.data.vocab import gencode_table
+    from foundation.data.vocab import gencode_maps
 
-    table = gencode_table()
+    id2sym, sym2id = gencode_maps()
     eid = id_of(name)
-    if eid:
-        hit = table.loc[table["ensembl_id"] == eid, "symbol"]
-        return (str(hit.iloc[0]) if len(hit) else name), eid
-    hit = table.loc[table["symbol"] == name, "ensembl_id"]
-    return name, (str(hit.iloc[0]) if len(hit) else "")
+    return (id2sym.get(eid, name), eid) if eid else (name, sym2id.get(name, ""))
 
 
 def untrained_candidates(adata, vocab, counts, cfg: GrowConfig, var_key: str | None = None) -> NewGenes:

@@ -10,7 +10,7 @@ import re
 
 import pandas as pd
 
-from foundation.data.vocab import gencode_table, is_ensembl_id, strip_ensembl_version
+from foundation.data.vocab import gencode_maps, is_ensembl_id, strip_ensembl_version
 
 __all__ = ["id_of", "symbols_as_var_names"]
 
@@ -37,7 +37,7 @@ def symbols_as_var_names(adata, *, min_fraction: float = 0.0) -> int:
     n_ids = sum(bool(e) for e in ids)
     if not n_ids or n_ids <= min_fraction * len(names):
         return 0
-    id2sym = dict(zip(gencode_table()["ensembl_id"], gencode_table()["symbol"]))
+    id2sym = gencode_maps()[0]
     new = [id2sym.get(e, n) if e else n for n, e in zip(names, ids)]
     mapped = sum(a != b for a, b in zip(names, new))
     adata.var["gene_ids"] = names

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["GeneVocab", "gencode_table", "strip_ensembl_version", "is_ensembl_id"]
+__all__ = ["GeneVocab", "gencode_maps", "gencode_table", "strip_ensembl_version", "is_ensembl_id"]
 
 GENCODE_PATH = Path(__file__).resolve().parents[1] / "datasets" / "files" / "gencode_v44_gene_id2name.csv.gz"
 
@@ -55,7 +55,7 @@ def gencode_table() -> pd.DataFrame:
 
 
 @lru_cache(maxsize=1)
-def _gencode_maps() -> tuple[dict[str, str], dict[str, str]]:
+def gencode_maps() -> tuple[dict[str, str], dict[str, str]]:
     """(ensembl_id -> symbol, symbol -> first ensembl_id in table order)."""
     df = gencode_table()
     id2sym = dict(zip(df["ensembl_id"], df["symbol"]))
@@ -119,7 +119,7 @@ class GeneVocab:
         listed for the symbol; ``""`` if GENCODE does not know it). Ensembl IDs are translated to their
         GENCODE symbol (kept as the ID if GENCODE does not know it). Duplicates are refused.
         """
-        id2sym, sym2id = _gencode_maps()
+        id2sym, sym2id = gencode_maps()
         symbols: list[str] = []
         ids: list[str] = []
         for raw in names:
@@ -192,7 +192,7 @@ class GeneVocab:
             i = self._ens_index.get(eid)
             if i is not None:
                 return i
-            sym = _gencode_maps()[0].get(eid)
+            sym = gencode_maps()[0].get(eid)
             if sym is not None:
                 return self._sym_index.get(sym, -1)
         return -1
