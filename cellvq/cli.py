@@ -39,7 +39,7 @@ def main(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebac
 def pretrain(
     data: Annotated[list[Path], typer.Argument(help="h5ad files of raw counts, or folders of them.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Checkpoint folder to write.")],
-    preset: Annotated[str, typer.Option(help="tiny | small | medium | base | large")] = "tiny",
+    preset: Annotated[str, typer.Option(help="tiny | small-cpu | small | medium | base | large")] = "tiny",
     quantizer: Annotated[str, typer.Option(help="soft_conditional | ema")] = "soft_conditional",
     epochs: int = 10,
     batch_size: int = 64,
@@ -71,8 +71,8 @@ def pretrain(
     from foundation.config import TrainConfig
     from foundation.holdout import holdout_set, read_holdout
 
-    presets = {"tiny": CellVQConfig.tiny, "small": CellVQConfig.small, "medium": CellVQConfig.medium,
-               "base": CellVQConfig.base, "large": CellVQConfig.large}
+    presets = {"tiny": CellVQConfig.tiny, "small-cpu": CellVQConfig.small_cpu, "small": CellVQConfig.small,
+               "medium": CellVQConfig.medium, "base": CellVQConfig.base, "large": CellVQConfig.large}
     if preset not in presets:
         raise ValueError(f"unknown preset {preset!r}: use one of {sorted(presets)}")
     kw = {"quantizer": quantizer}

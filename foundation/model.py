@@ -396,13 +396,23 @@ def load_coarse(path: str | os.PathLike, model: CellVQ):
     return coarse
 
 
-def pretrained_path() -> Path:
-    return Path(str(resources.files("foundation") / "pretrained" / PRETRAINED_NAME))
+def pretrained_path(name: str = PRETRAINED_NAME) -> Path:
+    return Path(str(resources.files("foundation") / "pretrained" / name))
 
 
-def load_pretrained(device: str | None = None) -> CellVQ:
-    """The small checkpoint shipped in the repository (see README: how it was pretrained)."""
-    path = pretrained_path()
+def pretrained_names() -> list[str]:
+    """The checkpoints shipped in ``foundation/pretrained`` (``load_pretrained(name=...)`` takes any of them)."""
+    root = pretrained_path().parent
+    return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file()) if root.is_dir() else []
+
+
+def load_pretrained(device: str | None = None, name: str = PRETRAINED_NAME) -> CellVQ:
+    """A checkpoint shipped in the repository: by default the tiny model every figure uses; ``name`` picks
+    another of :func:`pretrained_names` (see README: how each was pretrained)."""
+    path = pretrained_path(name)
+    if name != PRETRAINED_NAME and not path.is_dir():
+        raise CheckpointError(f"no shipped checkpoint named {name!r}: use one of {pretrained_names()}, "
+                              "or CellVQ.load(folder) for a checkpoint of your own.")
     if not path.is_dir():
         raise CheckpointError(
             f"the shipped checkpoint is missing at {path}; reinstall cellvq or re-create it with "
