@@ -117,7 +117,7 @@ class CellVQ:
                 f"checkpoint {path} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}, "
                 f"wrong shapes {wrong[:5]}. The weights belong to another model or version."
             )
-        module.load_state_dict(state)
+        module.load_state_dict(state, strict=True)
         module.eval()
         if device:
             module.to(device)
@@ -265,9 +265,9 @@ class CellVQ:
         from foundation.data import align_genes, check_nonempty_cells, check_unique_genes, to_vocab_csr
         from foundation.data.coverage import annotate_coverage
         from foundation.data.validate import (
-            _is_backed_matrix,
             get_counts,
             get_matrix,
+            is_backed_matrix,
             iter_row_chunks,
             scan_counts,
         )
@@ -276,7 +276,7 @@ class CellVQ:
             raise ValueError(f"batch_size ({batch_size}) and chunk_rows ({chunk_rows}) must be at least 1")
         check_unique_genes(adata, var_key=var_key)
         X = get_matrix(adata, layer)
-        if _is_backed_matrix(X):  # stream: never hold the whole matrix
+        if is_backed_matrix(X):  # stream: never hold the whole matrix
             scan = scan_counts(adata, layer, chunk_rows=chunk_rows)
             libs, col_sums = scan.library, scan.col_sums
 
