@@ -43,20 +43,28 @@ def subsample(labels: pd.Series, control: str, cfg: DecodeConfig) -> np.ndarray:
     return np.sort(np.concatenate(keep))
 
 
-def latent_groups(model, adata: AnnData, labels: pd.Series, control: str, groups: list[str],
-                  cfg: DecodeConfig | None = None) -> LatentGroups:
-    """Embed a seeded subsample of ``adata`` (raw counts) and return per-group latent shifts from control."""
+def group_codes(model, adata: AnnData, labels: pd.Series, control: str | None,
+                cfg: DecodeConfig | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Embed a seeded subsample of ``adata`` (raw counts): label -> (code vectors ``X_cellvq_q``, embeddings
+    ``X_cellvq``) of its sampled cells."""
     cfg = cfg or DecodeConfig()
     labels = pd.Series(np.asarray(labels, dtype=str))
     idx = subsample(labels, control, cfg)
     sub = adata[idx].copy()
     model.embed(sub, progress=False)
-    zq, lab = sub.obsm["X_cellvq_q"].astype(np.float64), labels.to_numpy()[idx]
-    ctrl = zq[lab == control]
-    missing = [g for g in groups if not (lab == g).any()]
+    zq, z, lab = sub.obsm["X_cellvq_q"].astype(np.float64), sub.obsm["X_cellvq"].astype(np.float64), labels.to_numpy()[idx]
+    return {g: (zq[lab == g], z[lab == g]) for g in np.unique(lab)}
+
+
+def latent_groups(model, adata: AnnData, labels: pd.Series, control: str, groups: list[str],
+                  cfg: DecodeConfig | None = None) -> LatentGroups:
+    """Per-group latent shifts from the control cells (a seeded subsample of ``adata`` embedded once)."""
+    codes = group_codes(model, adata, labels, control, cfg)
+    missing = [g for g in [control, *groups] if g not in codes]
     if missing:
         raise ValueError(f"groups {missing[:8]} have no cells under that label; check the perturbation labels.")
-    shift = np.stack([zq[lab == g].mean(axis=0) - ctrl.mean(axis=0) for g in groups])
+    ctrl = codes[control][0]
+    shift = np.stack([codes[g][0].mean(axis=0) - ctrl.mean(axis=0) for g in groups])
     return LatentGroups(list(groups), ctrl, shift)
 
 
