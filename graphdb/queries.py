@@ -234,6 +234,18 @@ STATE_PROPERTIES = (
     _COMPLETE_RUN
     + """
 MATCH (s:CellState {uid: $stateUid})-[a:ASSOCIATED_WITH]->(p:Property)
+RETURN p.propertyId AS propertyId, p.kind AS kind, p.value AS value, a.attention AS attention,
+       a.nCells AS nCells, s.nCells AS stateCells
+ORDER BY attention DESC, propertyId ASC
+"""
+)
+
+#: :data:`STATE_PROPERTIES` counting the cells at query time, for a run written before
+#: ``ASSOCIATED_WITH.nCells`` was (whose aggregate is null).
+STATE_PROPERTIES_SCAN = (
+    _COMPLETE_RUN
+    + """
+MATCH (s:CellState {uid: $stateUid})-[a:ASSOCIATED_WITH]->(p:Property)
 OPTIONAL MATCH (s)<-[:IN_STATE]-(c:Cell)-[:HAS_PROPERTY]->(p)
 RETURN p.propertyId AS propertyId, p.kind AS kind, p.value AS value, a.attention AS attention,
        count(DISTINCT c) AS nCells, s.nCells AS stateCells
@@ -583,6 +595,7 @@ SHARED_STATEMENTS: dict[str, str] = {
     "GENES_BY_SYMBOL": GENES_BY_SYMBOL,
     **_named("GRN_EDGES", GRN_EDGES),
     "STATE_PROPERTIES": STATE_PROPERTIES,
+    "STATE_PROPERTIES_SCAN": STATE_PROPERTIES_SCAN,
     "COMPARE_MARKERS": COMPARE_MARKERS,
     "COMPARE_PROPERTIES": COMPARE_PROPERTIES,
     "BRIDGE_BETWEEN": BRIDGE_BETWEEN,
