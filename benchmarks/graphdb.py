@@ -287,7 +287,9 @@ def neo4j_plans(store, auth: tuple, run_id: str, tmp: Path) -> dict:
                 call()
                 steps = []
                 for statement, params in sent:
-                    profile = session.run("PROFILE " + statement, params).consume().profile
+                    result = session.run("PROFILE " + statement, params)
+                    list(result)  # PROFILE's counts exist once the rows have been read
+                    profile = result.consume().profile
                     ops = list(_operators(profile))
                     steps.append({"statement": " ".join(statement.split())[:160],
                                   "db_hits": sum(o["dbHits"] for o in ops),
