@@ -151,7 +151,8 @@ def _markdown(table: pd.DataFrame, info: dict) -> str:
              "`zinb_decoder[cellvq]` = the ZINB-decoder route: kernel ridge from target-gene embeddings to the "
              "perturbations' latent (code-vector) shifts, the predicted shift added to control cells' code vectors "
              "and decoded; `zinb_decoder[observed latent]` decodes the observed latent shift of the held-out "
-             "perturbation (an oracle: the most this decoder route can give).", "",
+             "perturbation (an oracle: the most this decoder route can give). On Gasperini the latent shift of a target "
+             "is that of the cells carrying that target only (the embedding cannot be fitted jointly).", "",
              f"Datasets: {json.dumps(info)}", f"Machine: {platform.machine()} {platform.python_version()} (times vary).", "",
              "| dataset | method | Pearson all | Pearson-delta (top-20) | MSE top-20 | direction top-20 | fold s |",
              "|---|---|---|---|---|---|---|"]
