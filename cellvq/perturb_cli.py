@@ -213,3 +213,64 @@ def store_cmd(
     report = store_shifts(frames, db, cfg)
     out.print(f"stored run {report.run_id}: {report.rows.get('Perturbation', 0)} perturbations, "
               f"{report.rows.get('SHIFTS', 0)} shifts")
+
+
+def run_stimulus(input: Path, out_dir: Path, cfg, held_out: list[str], method: str, model_dir: Path | None,
+                 max_cells: int):
+    """Leave-one-cell-type-out on ``input``: write observed.csv, predicted.csv (``method``) and metrics.csv
+    (every method, same held-out types) into ``out_dir``; returns the metrics table."""
+    import foundation
+    from cellvq.io import read_h5ad_checked
+    from foundation.perturb.decode import DecodeConfig
+    from foundation.perturb.predictor import shift_table
+    from foundation.perturb.stimulus import (
+        StimulusInputs,
+        check_method,
+        evaluate_stimulus,
+        held_out_types,
+        predict_held_out,
+        stimulus_label,
+        stimulus_shifts,
+    )
+
+    adata = read_h5ad_checked(input)
+    data = stimulus_shifts(adata, cfg)
+    idx = held_out_types(data, held_out)
+    check_method(method)  # before the cells are embedded
+    model = foundation.CellVQ.load(model_dir) if model_dir else foundation.load_pretrained()
+    inputs = StimulusInputs(model, adata, data, cfg, DecodeConfig(max_cells=max_cells))
+    names = [stimulus_label(t, cfg) for t in data.cell_types]
+    observed = shift_table(names, data.genes, data.shift, predicted=False)
+    predicted = shift_table([names[i] for i in idx], data.genes, predict_held_out(data, inputs, method, idx),
+                            predicted=True)
+    metrics = evaluate_stimulus(data, inputs, dataset=input.stem, held_out=idx)
+    for name, table in (("observed", observed), ("predicted", predicted), ("metrics", metrics)):
+        write_csv_atomic(table, out_dir / f"{name}.csv")
+    return metrics
+
+
+@perturb_app.command("stimulus")
+@one_line_errors
+def stimulus_cmd(
+    input: Annotated[Path, typer.Argument(help="h5ad of raw counts with a condition and a cell-type column in obs.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for observed.csv, predicted.csv, metrics.csv.")],
+    key: Annotated[str, typer.Option("--key", help="obs column of the condition (control / stimulus).")] = "condition",
+    control: Annotated[str, typer.Option("--control", help="Label of control cells in --key.")] = "CTRL",
+    stimulus: Annotated[str, typer.Option("--stimulus", help="Label of stimulated cells in --key.")] = "STIM",
+    type_key: Annotated[str, typer.Option("--type-key", help="obs column of cell types.")] = "cell_type",
+    held_out: Annotated[list[str] | None, typer.Option("--held-out", help="Cell type to predict from the others (repeat; default: each type in turn).")] = None,
+    method: Annotated[str, typer.Option("--method", help="Predictor written to predicted.csv (metrics.csv has every method).")] = "linear[control expr]",
+    min_cells: Annotated[int, typer.Option("--min-cells", help="Cells per type in each condition; smaller types are dropped.")] = 20,
+    max_cells: Annotated[int, typer.Option("--max-cells", help="Cells embedded per type and condition (seeded subsample).")] = 200,
+    model_dir: Annotated[Path | None, typer.Option("--model", help="Checkpoint folder (default: the shipped one).")] = None,
+) -> None:
+    """Predict a stimulus' shift for held-out cell types from the other types and the held-out type's own
+    control cells; write the shift tables of docs/CONTRACTS.md (`cellvq perturb store --kind stimulus`)."""
+    from foundation.perturb import summarize
+    from foundation.perturb.stimulus import StimulusConfig
+
+    cfg = StimulusConfig(condition_key=key, control=control, stimulus=stimulus, type_key=type_key, min_cells=min_cells)
+    metrics = run_stimulus(input, out_dir, cfg, held_out or [], method, model_dir, max_cells)
+    out.print(summarize(metrics).round(3).to_string(index=False), markup=False, highlight=False, soft_wrap=True)
+    out.print(f"predicted {metrics['perturbation'].nunique()} held-out cell types with {method}; wrote {out_dir}",
+              markup=False, highlight=False)

@@ -60,7 +60,7 @@ def log_normalise(adata: AnnData, layer: str | None = None) -> np.ndarray:
     return x.toarray()
 
 
-def _labels(adata: AnnData, cfg: PerturbConfig) -> pd.Series:
+def perturbation_labels(adata: AnnData, cfg: PerturbConfig) -> pd.Series:
     if cfg.key not in adata.obs:
         raise KeyError(f"obs has no column {cfg.key!r} (columns: {list(adata.obs.columns)}); pass the column with --key.")
     lab = adata.obs[cfg.key].astype(str)
@@ -70,7 +70,7 @@ def _labels(adata: AnnData, cfg: PerturbConfig) -> pd.Series:
     return lab
 
 
-def _centred(adata: AnnData, expr: np.ndarray, ctrl: np.ndarray, cfg: PerturbConfig) -> np.ndarray:
+def centred_expression(adata: AnnData, expr: np.ndarray, ctrl: np.ndarray, cfg: PerturbConfig) -> np.ndarray:
     if cfg.batch_key is None:
         return expr - expr[ctrl].mean(axis=0)
     batches = adata.obs[cfg.batch_key].astype(str).to_numpy()
@@ -83,7 +83,7 @@ def _centred(adata: AnnData, expr: np.ndarray, ctrl: np.ndarray, cfg: PerturbCon
     return out
 
 
-def _design(lab: pd.Series, cfg: PerturbConfig) -> tuple[sp.csr_matrix, list[str]]:
+def target_design(lab: pd.Series, cfg: PerturbConfig) -> tuple[sp.csr_matrix, list[str]]:
     split = [[] if s == cfg.control else [t for t in re.split(cfg.sep, s) if t] for s in lab]
     names = sorted({t for ts in split for t in ts})
     col = {t: j for j, t in enumerate(names)}
@@ -92,7 +92,7 @@ def _design(lab: pd.Series, cfg: PerturbConfig) -> tuple[sp.csr_matrix, list[str
     return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(split), len(names))), names
 
 
-def _joint_fit(y: np.ndarray, design: sp.csr_matrix, alpha: float) -> np.ndarray:
+def joint_fit(y: np.ndarray, design: sp.csr_matrix, alpha: float) -> np.ndarray:
     """Ridge coefficients (targets x genes) of y on the binary cell x target design."""
     xtx = (design.T @ design).toarray() + alpha * np.eye(design.shape[1])
     return np.linalg.solve(xtx, np.asarray(design.T @ y))
@@ -101,14 +101,14 @@ def _joint_fit(y: np.ndarray, design: sp.csr_matrix, alpha: float) -> np.ndarray
 def perturbation_shifts(adata: AnnData, cfg: PerturbConfig | None = None) -> PerturbData:
     """Observed per-perturbation shift from control (pseudobulk, or joint ridge fit at high MOI)."""
     cfg = cfg or PerturbConfig()
-    lab = _labels(adata, cfg)
+    lab = perturbation_labels(adata, cfg)
     ctrl = (lab == cfg.control).to_numpy()
-    y = _centred(adata, log_normalise(adata, cfg.layer), ctrl, cfg)
-    design, names = _design(lab, cfg)
+    y = centred_expression(adata, log_normalise(adata, cfg.layer), ctrl, cfg)
+    design, names = target_design(lab, cfg)
     n_cells = np.asarray(design.sum(axis=0)).ravel()
     joint = cfg.joint if cfg.joint is not None else bool((np.asarray(design.sum(axis=1)).ravel() > 1).any())
     if joint:
-        shift = _joint_fit(y, design, cfg.ridge_alpha)
+        shift = joint_fit(y, design, cfg.ridge_alpha)
     else:
         shift = np.stack([y[np.asarray(design[:, j].todense()).ravel() > 0].mean(axis=0) for j in range(len(names))])
     keep = n_cells >= cfg.min_cells
@@ -123,8 +123,8 @@ def perturbation_shifts(adata: AnnData, cfg: PerturbConfig | None = None) -> Per
 def check_min_cells(adata: AnnData, cfg: PerturbConfig) -> None:
     """Raise when a perturbation (a target, counted over every label that holds it) has fewer than
     ``cfg.min_cells`` cells, naming them (training refuses what ``perturbation_shifts`` would drop silently)."""
-    lab = _labels(adata, cfg)
-    design, names = _design(lab, cfg)
+    lab = perturbation_labels(adata, cfg)
+    design, names = target_design(lab, cfg)
     n_cells = np.asarray(design.sum(axis=0)).ravel()
     small = {n: int(c) for n, c in zip(names, n_cells) if c < cfg.min_cells}
     if small:

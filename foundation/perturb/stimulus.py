@@ -50,14 +50,14 @@ class StimulusData:
 
 
 def _check(adata: AnnData, cfg: StimulusConfig) -> None:
-    for key, flag in ((cfg.condition_key, "--condition-key"), (cfg.type_key, "--type-key")):
+    for key, flag in ((cfg.condition_key, "--key"), (cfg.type_key, "--type-key")):
         if key not in adata.obs:
             raise KeyError(f"obs has no column {key!r} (columns: {list(adata.obs.columns)}); pass it with {flag}.")
     cond = set(adata.obs[cfg.condition_key].astype(str))
     for lab in (cfg.control, cfg.stimulus):
         if lab not in cond:
             raise ValueError(f"label {lab!r} not in obs[{cfg.condition_key!r}] (values {sorted(cond)[:8]}); "
-                             "pass the control and stimulus labels (--control, --stimulus).")
+                             f"pass the labels of obs[{cfg.condition_key!r}] with {'--control' if lab == cfg.control else '--stimulus'}.")
 
 
 def kept_types(adata: AnnData, cfg: StimulusConfig) -> list[str]:
@@ -131,10 +131,12 @@ def predict_type(name: str, data: StimulusData, inputs: StimulusInputs | None, t
 
 
 def evaluate_stimulus(data: StimulusData, inputs: StimulusInputs | None, methods=STIMULUS_METHODS,
-                      dataset: str = "kang2018_ifnb") -> pd.DataFrame:
-    """Leave-one-cell-type-out: one row per method x held-out type, the metrics of :func:`evaluate`."""
+                      dataset: str = "kang2018_ifnb", held_out: list[int] | None = None) -> pd.DataFrame:
+    """Leave-one-cell-type-out: one row per method x held-out type (every type, or the indices
+    ``held_out``), the metrics of :func:`evaluate`."""
     rows = []
-    for i, t in enumerate(data.cell_types):
+    for i in held_out if held_out is not None else range(len(data.cell_types)):
+        t = data.cell_types[i]
         train = np.setdiff1d(np.arange(len(data.cell_types)), [i])
         for name in methods:
             t0 = time.perf_counter()
@@ -143,3 +145,33 @@ def evaluate_stimulus(data: StimulusData, inputs: StimulusInputs | None, methods
                          **perturbation_metrics(pred, data.shift[i], data.de[i]),
                          "seconds": time.perf_counter() - t0})
     return pd.DataFrame(rows)
+
+
+def stimulus_label(cell_type: str, cfg: StimulusConfig) -> str:
+    """Name of a cell type's stimulus in shift tables: ``<type>|<stimulus>`` (the group label of :func:`type_groups`)."""
+    return f"{cell_type}|{cfg.stimulus}"
+
+
+def held_out_types(data: StimulusData, names: list[str] | None) -> list[int]:
+    """Indices of the cell types to hold out (all of them when ``names`` is empty), or an error naming the flag."""
+    if not names:
+        return list(range(len(data.cell_types)))
+    unknown = [n for n in names if n not in data.cell_types]
+    if unknown:
+        raise ValueError(f"cell types {unknown} are not among the {len(data.cell_types)} kept types {data.cell_types} "
+                         "(types with >= --min-cells cells in both conditions); pass kept types with --held-out "
+                         "or lower --min-cells.")
+    return [data.cell_types.index(n) for n in names]
+
+
+def check_method(method: str) -> None:
+    if method not in STIMULUS_METHODS:
+        raise ValueError(f"unknown stimulus method {method!r}; choose one of {list(STIMULUS_METHODS)} (--method).")
+
+
+def predict_held_out(data: StimulusData, inputs: StimulusInputs | None, method: str,
+                     held_out: list[int]) -> np.ndarray:
+    """(len(held_out), G) shift of each held-out type predicted by ``method`` from all the other types."""
+    check_method(method)
+    every = np.arange(len(data.cell_types))
+    return np.stack([predict_type(method, data, inputs, np.setdiff1d(every, [i]), i) for i in held_out])
