@@ -21,8 +21,7 @@ import torch
 
 import cellvq_graph as cg
 from cellvq_graph.build import CELL_GENE, GENE_CELL
-from cellvq_graph.nn import BottleneckConfig
-from cellvq_graph.nn import graph_inputs
+from cellvq_graph.nn import BottleneckConfig, graph_inputs
 from cellvq_graph.train import mask_labels
 
 T_POOL = {"T": ["Naive CD4 T", "Memory CD4 T", "CD8 T"]}
