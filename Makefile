@@ -7,7 +7,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.cellvq-installed
 LINTDIR = tests/cypher_lint
 
-.PHONY: install demo test lint bench pretrain clean
+.PHONY: install demo test lint bench pretrain pretrain-small clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,16 @@ pretrain: install
 	$(PY) -m foundation.ood foundation/pretrained/cellvq-tiny-human $(SHARED)/pbmc3k_counts.h5ad \
 	  $(SHARED)/celltypist_sample_counts.h5ad $(SHARED)/kang_ifnb_pbmc_subset_counts.h5ad \
 	  $(SHARED)/papalexi_thp1_crispr_counts.h5ad --holdout foundation/pretrained/pbmc3k_holdout.tsv
+
+# The additional 5.1M-parameter checkpoint (foundation/pretrained/cellvq-small-human; not the default model):
+# the same corpus and holdout, preset small-cpu, 4 epochs (~17 min on one thread), then its coarse codes.
+pretrain-small: install
+	OMP_NUM_THREADS=1 $(VENV)/bin/cellvq pretrain $(SHARED)/pbmc3k_counts.h5ad \
+	  $(SHARED)/celltypist_sample_counts.h5ad $(SHARED)/kang_ifnb_pbmc_subset_counts.h5ad \
+	  $(SHARED)/papalexi_thp1_crispr_counts.h5ad --holdout foundation/pretrained/pbmc3k_holdout.tsv \
+	  --preset small-cpu --epochs 4 --lr 3e-4 --contrastive-weight 1.0 --max-cells-per-file 3000 --seed 0 \
+	  --name cellvq-small-human --no-train-state --out foundation/pretrained/cellvq-small-human
+	$(PY) -m foundation.codes --checkpoint foundation/pretrained/cellvq-small-human --n-coarse 16
 
 bench: install
 	$(PY) benchmarks/foundation.py

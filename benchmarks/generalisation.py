@@ -2,6 +2,7 @@
 
     python benchmarks/generalisation.py [--datasets KEY ...] [--max-cells 3000] [--adapt-epochs 2]
                                         [--scvi-epochs 50] [--no-optional] [--no-pairs] [--out benchmarks/results]
+                                        [--checkpoint CHECKPOINT_DIR]
 
 On every labelled held-out dataset of ``foundation/pretrained/corpus.tsv`` (and the pbmc3k cells held out of
 pretraining), subsampled to ``--max-cells`` (seed 0), for each representation:
@@ -94,6 +95,7 @@ class BenchConfig:
     pairs: bool = True
     seed: int = 0
     reuse: Path | None = None  # an earlier generalisation.json whose dataset rows and pairs are kept
+    checkpoint: Path | None = None  # a checkpoint folder to score instead of the shipped model
 
     def settings(self) -> dict:
         return {"max_cells": self.max_cells, "adapt_epochs": self.adapt_epochs, "scvi_epochs": self.scvi_epochs}
@@ -367,14 +369,16 @@ def run(cfg: BenchConfig, out: Path, command: str) -> dict:
     import torch
 
     shared = shared_data_dir()
-    model = foundation.load_pretrained()
+    model = foundation.CellVQ.load(cfg.checkpoint) if cfg.checkpoint else foundation.load_pretrained()
     chosen = {d.key: d for d in DATASETS}
     unknown = sorted(set(cfg.datasets) - set(chosen))
     if unknown:
         raise SystemExit(f"unknown --datasets {unknown}; choose from {sorted(chosen)}")
     meta = {"command": command, "date": time.strftime("%Y-%m-%d"), "threads": torch.get_num_threads(),
             "machine": platform.processor() or platform.machine(), "checkpoint": model.metadata.get("name"),
-            "n_coarse": model.coarse.n_coarse if model.coarse is not None else 0, "config": {**asdict(cfg), "reuse": str(cfg.reuse) if cfg.reuse else None},
+            "n_coarse": model.coarse.n_coarse if model.coarse is not None else 0,
+            "config": {**asdict(cfg), "reuse": str(cfg.reuse) if cfg.reuse else None,
+                       "checkpoint": str(cfg.checkpoint) if cfg.checkpoint else None},
             "metrics": "scib-metrics" if cfg.optional else "scikit-learn fallback (--no-optional: no scib-metrics, "
                        "scVI, Harmony, batch ASW or iLISI)"}
     done, pairs = reused(cfg)
@@ -425,9 +429,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--reuse", type=Path, default=None,
                     help="keep the dataset rows and pairs of an earlier generalisation.json (their settings stay recorded)")
+    ap.add_argument("--checkpoint", type=Path, default=None,
+                    help="checkpoint folder to score (default: the shipped model), e.g. foundation/pretrained/cellvq-small-human")
     args = ap.parse_args(argv)
     cfg = BenchConfig(args.datasets, args.max_cells, args.adapt_epochs, args.scvi_epochs, not args.no_optional,
-                      not args.no_pairs, reuse=args.reuse)
+                      not args.no_pairs, reuse=args.reuse, checkpoint=args.checkpoint)
     argv_s = " ".join(argv if argv is not None else sys.argv[1:])
     run(cfg, args.out, f"python benchmarks/generalisation.py {argv_s}".strip())
 

@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from cellvq.cli_common import one_line_errors, out
+
 
 def adapt_model(input: Path, model_dir: Path | None, cfg, out_dir: Path | None = None, command: str | None = None):
     """Read ``input``, adapt the checkpoint (shipped by default) to it with ``cfg`` (an
@@ -52,6 +54,7 @@ def ood_values(model, adata, layer: str | None):
     return ood.nll_per_count(model, a, layer=layer)
 
 
+@one_line_errors
 def adapt_cmd(
     input: Annotated[Path, typer.Argument(help="h5ad file of raw counts to adapt the model to.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the adapted checkpoint.")],
@@ -67,26 +70,20 @@ def adapt_cmd(
 ) -> None:
     """Continue pretraining a checkpoint (self-supervised, no labels) on your counts; writes a new checkpoint
     whose config records its parent (sha256), the data it saw and this command."""
-    from cellvq.cli import fail, out
     from foundation.adapt import AdaptConfig
     from foundation.grow import GrowConfig
 
-    try:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise ValueError(f"--out {out_dir} is a file; give a folder for the adapted checkpoint")
-        args = ["cellvq", "adapt", str(input), "--out", str(out_dir), "--epochs", str(epochs), "--lr", str(lr),
-                "--max-new-genes", str(max_new_genes), "--seed", str(seed)]
-        for flag, value in (("--model", model_dir), ("--layer", layer), ("--max-cells", max_cells)):
-            if value is not None:
-                args += [flag, str(value)]
-        cfg = AdaptConfig(epochs=epochs, lr=lr, max_cells=max_cells, seed=seed, layer=layer,
-                          grow=GrowConfig(max_new_genes=max_new_genes))
-        _, child = adapt_model(input, model_dir, cfg, out_dir, shlex.join(args))
-        a = child.metadata["adapt"]
-        out.print(f"adapted {a['data']['n_cells']} cells x {a['config']['epochs']} epochs in {a['seconds']:.0f} s "
-                  f"({len(a['genes_added'])} new genes learnt, {a['n_genes_initialised']} given a data-driven "
-                  f"start) -> {out_dir}")
-    except typer.Exit:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        fail(exc)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file; give a folder for the adapted checkpoint")
+    args = ["cellvq", "adapt", str(input), "--out", str(out_dir), "--epochs", str(epochs), "--lr", str(lr),
+            "--max-new-genes", str(max_new_genes), "--seed", str(seed)]
+    for flag, value in (("--model", model_dir), ("--layer", layer), ("--max-cells", max_cells)):
+        if value is not None:
+            args += [flag, str(value)]
+    cfg = AdaptConfig(epochs=epochs, lr=lr, max_cells=max_cells, seed=seed, layer=layer,
+                      grow=GrowConfig(max_new_genes=max_new_genes))
+    _, child = adapt_model(input, model_dir, cfg, out_dir, shlex.join(args))
+    a = child.metadata["adapt"]
+    out.print(f"adapted {a['data']['n_cells']} cells x {a['config']['epochs']} epochs in {a['seconds']:.0f} s "
+              f"({len(a['genes_added'])} new genes learnt, {a['n_genes_initialised']} given a data-driven "
+              f"start) -> {out_dir}")

@@ -5,10 +5,10 @@ Every command prints one clear line on error (exit code non-zero); `--debug` sho
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
-import re
 import shlex
 import sys
 import time
@@ -17,18 +17,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from cellvq.cli_common import check_db_target, check_out_dir, console, one_line_errors, out, set_debug
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="CellVQ: counts -> cell codes -> graph -> Cypher.")
-console = Console(stderr=True)
-out = Console()
-_state = {"debug": False}
 
 
 @app.callback()
 def main(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
          verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
-    _state["debug"] = debug
+    set_debug(debug)
     from rich.logging import RichHandler
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
@@ -36,99 +34,12 @@ def main(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebac
     logging.getLogger("foundation").setLevel(logging.INFO)
 
 
-# the library's hints name Python arguments; on the command line the same fix is a flag
-_CLI_SPELLING = (
-    (re.compile(r"CountsStream\(\.\.\., layer=\.\.\.\)"), "--layer NAME"),
-    (re.compile(r"\blayer=None (?:for X|to read adata\.X)"), "leave --layer out to read X"),
-    (re.compile(r"\b(as |)layer=\.\.\."), r"\1--layer NAME"),
-    (re.compile(r"\bvar_key=None to use var_names"), "leave --var-key out to use var_names"),
-    (re.compile(r"\bvar_key='<column>'"), "--var-key COLUMN"),
-    (re.compile(r"\bvar_key=['\"](\w+)['\"]"), r"--var-key \1"),
-    (re.compile(r"\bvar_key=(?![\w'\"])"), "--var-key COLUMN"),
-    (re.compile(r"\bvar_key (?='[^']*' not found in adata\.var)"), "--var-key "),
-    (re.compile(r"\blayer=['\"](\w+)['\"]"), r"--layer \1"),
-    (re.compile(r"\bpass layer=\S*"), "pass --layer NAME"),
-    (re.compile(r"adata\.raw\.to_adata\(\)"), "adata.raw.to_adata() (in Python, then save the file)"),
-)
-
-
-def cli_spelling(message: str) -> str:
-    """``message`` with the Python spellings of fixes that have a flag replaced by that flag."""
-    for pattern, repl in _CLI_SPELLING:
-        message = pattern.sub(repl, message)
-    return message
-
-
-def fail(exc: BaseException, code: int = 1) -> None:
-    if _state["debug"]:
-        console.print_exception()
-    from rich.markup import escape
-
-    console.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(cli_spelling(str(exc)))}", highlight=False,
-                  soft_wrap=True)
-    raise typer.Exit(code)
-
-
-_NEO4J_PREFIXES = ("bolt://", "neo4j://", "bolt+s://", "neo4j+s://", "bolt+ssc://", "neo4j+ssc://")
-
-
-def check_db_target(db: str, *, writable: bool = True) -> None:
-    """Refuse a bad `--db` before any compute: a non-Neo4j URI, a file that is not a LadybugDB database,
-    a database locked by another writer, a folder that cannot be written; a Neo4j URI must answer."""
-    import graphdb
-    from graphdb.errors import GraphDBError, redact_uri
-
-    text = str(db)
-    db = redact_uri(text) if "://" in text else text  # what messages may show
-    if text.lower().startswith(_NEO4J_PREFIXES):
-        graphdb.open_store(text, read_only=not writable).close()  # unreachable server / wrong credentials
-        return
-    if "://" in text:
-        raise ValueError(f"--db {redact_uri(text)}: {text.split('://', 1)[0]}:// is not a graph store; pass a "
-                         "folder or file path (embedded LadybugDB) or bolt://host:7687 / neo4j://host:7687 (Neo4j)")
-    path = Path(text).expanduser()
-    target = path / "cellvq_graph.lbug" if path.is_dir() else path
-    if target.exists():
-        try:
-            graphdb.open_store(target, read_only=not writable).close()
-        except GraphDBError as exc:
-            raise type(exc)(f"--db {db}: {exc}") from exc
-    elif not writable:
-        raise graphdb.NotFoundError(f"--db {db}: no graph store there; write one with `cellvq run FILE --db {db}`")
-    else:
-        check_writable_folder(target.parent, "--db", db)
-
-
-def check_writable_folder(folder: Path, flag: str, given: object = None) -> None:
-    """`folder` (or its nearest existing ancestor) is a folder this process can create files in; errors
-    name `flag` and the value given to it (default `folder`)."""
-    import tempfile
-
-    given = folder if given is None else given
-    probe = Path(folder).expanduser().absolute()
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise NotADirectoryError(f"{flag} {given}: {probe} is a file, not a folder; pass a folder path to {flag}")
-    try:
-        tempfile.TemporaryFile(dir=probe).close()
-    except OSError as exc:
-        raise PermissionError(f"{flag} {given}: cannot write into {probe} ({exc.strerror}); pass a writable "
-                              f"folder to {flag}") from None
-
-
-def check_out_dir(out_dir: Path) -> None:
-    """Refuse a bad `--out` (a file, an unwritable place) before any compute."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise NotADirectoryError(f"--out {out_dir} is a file; pass a folder path to --out (the report folder)")
-    check_writable_folder(out_dir if out_dir.exists() else out_dir.parent, "--out", out_dir)
-
-
 @app.command()
+@one_line_errors
 def pretrain(
     data: Annotated[list[Path], typer.Argument(help="h5ad files of raw counts, or folders of them.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Checkpoint folder to write.")],
-    preset: Annotated[str, typer.Option(help="tiny | small | medium | base | large")] = "tiny",
+    preset: Annotated[str, typer.Option(help="tiny | small-cpu | small | medium | base | large")] = "tiny",
     quantizer: Annotated[str, typer.Option(help="soft_conditional | ema")] = "soft_conditional",
     epochs: int = 10,
     batch_size: int = 64,
@@ -156,38 +67,34 @@ def pretrain(
                                               help="Keep optimizer state in --out (for --resume).")] = True,
 ) -> None:
     """Pretrain a CellVQ model (single process, or every rank under `torchrun`)."""
-    try:
-        from foundation import CellVQ, CellVQConfig
-        from foundation.config import TrainConfig
-        from foundation.holdout import holdout_set, read_holdout
+    from foundation import CellVQ, CellVQConfig
+    from foundation.config import TrainConfig
+    from foundation.holdout import holdout_set, read_holdout
 
-        presets = {"tiny": CellVQConfig.tiny, "small": CellVQConfig.small, "medium": CellVQConfig.medium,
-                   "base": CellVQConfig.base, "large": CellVQConfig.large}
-        if preset not in presets:
-            raise ValueError(f"unknown preset {preset!r}: use one of {sorted(presets)}")
-        kw = {"quantizer": quantizer}
-        if max_tokens:
-            kw["max_tokens"] = max_tokens
-        cfg = presets[preset](**kw)
-        tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, grad_accum=grad_accum,
-                         contrastive_weight=contrastive_weight, panel_prob=panel_prob,
-                         panel_cell_prob=panel_cell_prob, mix_cells=mix_cells,
-                         max_cells_per_file=max_cells_per_file, seed=seed)
-        hold = holdout_set(read_holdout(holdout)) if holdout else None
-        model = CellVQ.pretrain(data, config=cfg, train=tc, out=out_dir, max_genes=max_genes, holdout=hold,
-                                device=device, resume=resume, name=name,
-                                keep_train_state=train_state)
-        meta = {k: model.metadata.get(k) for k in ("steps", "train_seconds", "train_cells_per_second", "final_history")}
-        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary (rank 0 wrote the checkpoint)
-            out.print(f"saved {model!r} to {out_dir}")
-            out.print(json.dumps(meta, indent=2))
-    except typer.Exit:
-        raise
-    except Exception as exc:  # noqa: BLE001 - one clear line per error
-        fail(exc)
+    presets = {"tiny": CellVQConfig.tiny, "small-cpu": CellVQConfig.small_cpu, "small": CellVQConfig.small,
+               "medium": CellVQConfig.medium, "base": CellVQConfig.base, "large": CellVQConfig.large}
+    if preset not in presets:
+        raise ValueError(f"unknown preset {preset!r}: use one of {sorted(presets)}")
+    kw = {"quantizer": quantizer}
+    if max_tokens:
+        kw["max_tokens"] = max_tokens
+    cfg = presets[preset](**kw)
+    tc = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, grad_accum=grad_accum,
+                     contrastive_weight=contrastive_weight, panel_prob=panel_prob,
+                     panel_cell_prob=panel_cell_prob, mix_cells=mix_cells,
+                     max_cells_per_file=max_cells_per_file, seed=seed)
+    hold = holdout_set(read_holdout(holdout)) if holdout else None
+    model = CellVQ.pretrain(data, config=cfg, train=tc, out=out_dir, max_genes=max_genes, holdout=hold,
+                            device=device, resume=resume, name=name,
+                            keep_train_state=train_state)
+    meta = {k: model.metadata.get(k) for k in ("steps", "train_seconds", "train_cells_per_second", "final_history")}
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary (rank 0 wrote the checkpoint)
+        out.print(f"saved {model!r} to {out_dir}")
+        out.print(json.dumps(meta, indent=2))
 
 
 @app.command()
+@one_line_errors
 def embed(
     input: Annotated[Path, typer.Argument(help="h5ad file of raw counts.")],
     output: Annotated[Path, typer.Option("--out", help="Where to write the embedded h5ad.")],
@@ -204,30 +111,25 @@ def embed(
         "--var-key", help="var column holding gene symbols or Ensembl IDs (default: var_names).")] = None,
 ) -> None:
     """Embed cells: writes obsm['X_cellvq'], obs['cellvq_code'], varm['cellvq_gene'], ..."""
-    try:
-        import torch
+    import torch
 
-        import foundation
-        from cellvq.io import read_h5ad_checked, write_h5ad_atomic
+    import foundation
+    from cellvq.io import read_h5ad_checked, write_h5ad_atomic
 
-        if backed and output.resolve() == input.resolve():
-            raise ValueError(f"--out {output} is the backed input itself; write to another path")
-        adata = read_h5ad_checked(input, backed=backed)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model = foundation.CellVQ.load(model_dir, device) if model_dir else foundation.load_pretrained(device)
-        model.embed(adata, batch_size=batch_size, layer=layer, chunk_rows=chunk_rows, var_key=var_key)
-        if not backed:
-            from foundation import ood
+    if backed and output.resolve() == input.resolve():
+        raise ValueError(f"--out {output} is the backed input itself; write to another path")
+    adata = read_h5ad_checked(input, backed=backed)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = foundation.CellVQ.load(model_dir, device) if model_dir else foundation.load_pretrained(device)
+    model.embed(adata, batch_size=batch_size, layer=layer, chunk_rows=chunk_rows, var_key=var_key)
+    if not backed:
+        from foundation import ood
 
-            out.print(ood.describe(ood.score(model, adata, layer=layer)), highlight=False)
-        write_h5ad_atomic(adata, output)
-        u = adata.uns["cellvq"]
-        out.print(f"embedded {adata.n_obs} cells: {u['codes_used']} codes used (perplexity {u['code_perplexity']:.1f}), "
-                  f"gene match {u['gene_match_rate']:.1%}, count match {u['count_match_rate']:.1%} -> {output}")
-    except typer.Exit:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        fail(exc)
+        out.print(ood.describe(ood.score(model, adata, layer=layer)), highlight=False)
+    write_h5ad_atomic(adata, output)
+    u = adata.uns["cellvq"]
+    out.print(f"embedded {adata.n_obs} cells: {u['codes_used']} codes used (perplexity {u['code_perplexity']:.1f}), "
+              f"gene match {u['gene_match_rate']:.1%}, count match {u['count_match_rate']:.1%} -> {output}")
 
 
 def _parse_params(params: list[str]) -> dict:
@@ -430,6 +332,7 @@ _REGULATORY_HELP = ("Score TF -> target edges from directional evidence (tree en
 
 
 @app.command("run")
+@one_line_errors
 def run_cmd(
     input: Annotated[Path, typer.Argument(help="h5ad file of raw counts.")],
     db: Annotated[str, typer.Option("--db", help=_DB_HELP)] = "cellvq_db",
@@ -458,38 +361,30 @@ def run_cmd(
         "--regulatory", help=_REGULATORY_HELP)] = False,
 ) -> None:
     """The main job: validate, embed, build + train CellVQ-Graph, read out, write to the store, report."""
-    try:
-        request = (AdaptRequest(adapt_epochs, adapt_out or input.with_name(f"{input.stem}_cellvq_adapted"))
-                   if adapt else None)
-        _run_job(RunRequest(input, db, out_dir, model_dir, properties, groupby, layer, var_key, graph_epochs,
-                            dataset_id, seed, top, replace, request, regulatory))
-    except typer.Exit:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        fail(exc)
+    request = (AdaptRequest(adapt_epochs, adapt_out or input.with_name(f"{input.stem}_cellvq_adapted"))
+               if adapt else None)
+    _run_job(RunRequest(input, db, out_dir, model_dir, properties, groupby, layer, var_key, graph_epochs,
+                        dataset_id, seed, top, replace, request, regulatory))
 
 
 @app.command()
+@one_line_errors
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the database and the report.")] = Path("cellvq_demo"),
     graph_epochs: int = 100,
     regulatory: Annotated[bool, typer.Option("--regulatory/--no-regulatory", help=_REGULATORY_HELP)] = True,
 ) -> None:
     """`run` on the bundled real PBMCs (pbmc3k) with the embedded store in OUT/db."""
-    try:
-        from foundation import datasets
+    from foundation import datasets
 
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = datasets.dataset_path("pbmc3k")
-        _run_job(RunRequest(path, str(out_dir / "db"), out_dir / "report", groupby="cell_type",
-                            graph_epochs=graph_epochs, dataset_id="pbmc3k", regulatory=regulatory))
-    except typer.Exit:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        fail(exc)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = datasets.dataset_path("pbmc3k")
+    _run_job(RunRequest(path, str(out_dir / "db"), out_dir / "report", groupby="cell_type",
+                        graph_epochs=graph_epochs, dataset_id="pbmc3k", regulatory=regulatory))
 
 
 @app.command()
+@one_line_errors
 def query(
     name: Annotated[str, typer.Argument(help="markers | states_for_gene | subtype_graph | gene_network | "
                                             "state_properties | compare_states")],
@@ -501,33 +396,32 @@ def query(
     """Run a named Cypher query on one run, e.g. `cellvq query markers -p state=B -p top=10`.
 
     Reads the newest complete run of the store unless `--run` names one (`cellvq runs list`)."""
-    try:
-        import graphdb
+    import graphdb
 
-        named = {"markers", "states_for_gene", "subtype_graph", "gene_network", "state_properties", "compare_states"}
-        if name not in named:
-            raise ValueError(f"unknown query {name!r}; choose one of {sorted(named)}")
-        params = _parse_params(param or [])
-        if run_id is not None:
-            params.setdefault("run_id", run_id)
-        check_db_target(db, writable=False)
-        with graphdb.open_store(db, read_only=True) as store:
-            res = getattr(store, name)(**params)
-        frames = {"result": res} if hasattr(res, "columns") else {k: v for k, v in vars(res).items() if hasattr(v, "columns")}
-        for key, df in frames.items():
-            if as_json:
-                out.print_json(df.to_json(orient="records"))
-            else:
-                _print_table(df, title=f"{name} {key}")
-    except typer.Exit:
-        raise
-    except TypeError as exc:
-        fail(ValueError(f"bad parameters for {name}: {exc}"))
-    except Exception as exc:  # noqa: BLE001
-        fail(exc)
+    named = {"markers", "states_for_gene", "subtype_graph", "gene_network", "state_properties", "compare_states"}
+    if name not in named:
+        raise ValueError(f"unknown query {name!r}; choose one of {sorted(named)}")
+    params = _parse_params(param or [])
+    if run_id is not None:
+        params.setdefault("run_id", run_id)
+    check_db_target(db, writable=False)
+    with graphdb.open_store(db, read_only=True) as store:
+        method = getattr(store, name)
+        try:
+            inspect.signature(method).bind(**params)
+        except TypeError as exc:
+            raise ValueError(f"bad parameters for {name}: {exc}; see `cellvq query --help`") from None
+        res = method(**params)
+    frames = {"result": res} if hasattr(res, "columns") else {k: v for k, v in vars(res).items() if hasattr(v, "columns")}
+    for key, df in frames.items():
+        if as_json:
+            out.print_json(df.to_json(orient="records"))
+        else:
+            _print_table(df, title=f"{name} {key}")
 
 
 @app.command()
+@one_line_errors
 def cypher(
     statement: Annotated[str, typer.Argument(help="A read-only Cypher statement; values as $parameters.")],
     db: Annotated[str, typer.Option("--db", help=_DB_HELP)] = "cellvq_db",
@@ -539,25 +433,21 @@ def cypher(
 
     `$runId` is filled with the newest complete run (or `--run`) unless `-p runId=...` is given: filter on it
     (`MATCH ()-[m:MARKER_OF {runId: $runId}]->()`) to read one run of a store that holds several."""
-    try:
-        import graphdb
+    import graphdb
 
-        check_db_target(db, writable=False)
-        with graphdb.open_store(db, read_only=True) as store:
-            params = _parse_params(param or [])
-            _fill_run_param(store, statement, params, run_id)
-            df = store.query(statement, params)
-        if as_json:
-            out.print_json(df.to_json(orient="records"))
-        else:
-            _print_table(df)
-    except typer.Exit:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        fail(exc)
+    check_db_target(db, writable=False)
+    with graphdb.open_store(db, read_only=True) as store:
+        params = _parse_params(param or [])
+        _fill_run_param(store, statement, params, run_id)
+        df = store.query(statement, params)
+    if as_json:
+        out.print_json(df.to_json(orient="records"))
+    else:
+        _print_table(df)
 
 
 @app.command("export-grn")
+@one_line_errors
 def export_grn(
     output: Annotated[Path, typer.Argument(help="File to write.")],
     db: Annotated[str, typer.Option("--db", help=_DB_HELP)] = "cellvq_db",
@@ -568,23 +458,18 @@ def export_grn(
 ) -> None:
     """Export the gene network of a run: REGULATES and CO_EXPRESSED edges with a `kind` column (GraphML, CSV,
     Cytoscape JSON, SIF), the same edges the run summary counts."""
-    try:
-        import graphdb
+    import graphdb
 
-        check_db_target(db, writable=False)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        with graphdb.open_store(db, read_only=True) as store:
-            kw = {"run_id": run_id} if run_id else {}
-            if kind:
-                kw["kinds"] = [k.upper() for k in kind]
-            path = store.export_grn(output, format=fmt, **kw)
-            per_kind = store.grn_edges(**kw)["kind"].value_counts()
-        detail = ", ".join(f"{k} {n:,}" for k, n in sorted(per_kind.items()))
-        out.print(f"wrote {path or output}: {int(per_kind.sum()):,} edges ({detail})")
-    except typer.Exit:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        fail(exc)
+    check_db_target(db, writable=False)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with graphdb.open_store(db, read_only=True) as store:
+        kw = {"run_id": run_id} if run_id else {}
+        if kind:
+            kw["kinds"] = [k.upper() for k in kind]
+        path = store.export_grn(output, format=fmt, **kw)
+        per_kind = store.grn_edges(**kw)["kind"].value_counts()
+    detail = ", ".join(f"{k} {n:,}" for k, n in sorted(per_kind.items()))
+    out.print(f"wrote {path or output}: {int(per_kind.sum()):,} edges ({detail})")
 
 
 from cellvq.runs_cmd import runs_app  # noqa: E402 - the `runs` sub-commands

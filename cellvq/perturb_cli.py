@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from cellvq.cli_common import check_db_target, one_line_errors, out
+
 perturb_app = typer.Typer(add_completion=False, no_args_is_help=True,
                           help="Predict genetic and drug perturbation effects and compare with simple baselines.")
 
@@ -36,6 +38,7 @@ def run_evaluation(input: Path, key: str, control: str, batch_key: str | None, m
 
 
 @perturb_app.command("evaluate")
+@one_line_errors
 def evaluate_cmd(
     input: Annotated[Path, typer.Argument(help="h5ad of raw counts with a perturbation column in obs.")],
     out_csv: Annotated[Path, typer.Option("--out", help="CSV of per-perturbation metrics to write.")],
@@ -49,18 +52,12 @@ def evaluate_cmd(
     figure: Annotated[Path | None, typer.Option("--figure", help="PNG of held-out predicted vs observed shifts (top DE genes).")] = None,
 ) -> None:
     """Hold out every perturbation once; write per-perturbation metrics and print the mean per method."""
-    from cellvq.cli import fail, out
     from foundation.perturb import summarize
 
-    try:
-        table = run_evaluation(input, key, control, batch_key, min_cells, folds, seed, model_dir, figure)
-        write_csv_atomic(table, out_csv)
-        out.print(summarize(table).round(3).to_string(index=False), markup=False, highlight=False, soft_wrap=True)
-        out.print(f"wrote {out_csv}" + (f" and {figure}" if figure else ""))
-    except typer.Exit:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        fail(exc)
+    table = run_evaluation(input, key, control, batch_key, min_cells, folds, seed, model_dir, figure)
+    write_csv_atomic(table, out_csv)
+    out.print(summarize(table).round(3).to_string(index=False), markup=False, highlight=False, soft_wrap=True)
+    out.print(f"wrote {out_csv}" + (f" and {figure}" if figure else ""))
 
 
 def read_smiles_table(path: Path) -> dict[str, str]:
@@ -122,6 +119,7 @@ def train_predictor(input: Path, out_dir: Path, cfg_p, cfg_m, smiles: Path | Non
 
 
 @perturb_app.command("train")
+@one_line_errors
 def train_cmd(
     input: Annotated[Path, typer.Argument(help="h5ad of raw counts with a perturbation column in obs.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the trained predictor to.")],
@@ -136,19 +134,13 @@ def train_cmd(
     model_dir: Annotated[Path | None, typer.Option("--model", help="Checkpoint folder (default: the shipped one).")] = None,
 ) -> None:
     """Fit a predictor on every perturbation of a screen; write it with the observed shift table."""
-    from cellvq.cli import fail, out
     from foundation.perturb import PerturbConfig
     from foundation.perturb.predictor import PredictorConfig
 
-    try:
-        data, _ = train_predictor(input, out_dir, PerturbConfig(key=key, control=control, batch_key=batch_key,
-                                                                min_cells=min_cells),
-                                  PredictorConfig(kind=kind, embedding=embedding, seed=seed), smiles, model_dir)
-        out.print(f"trained on {len(data.perturbations)} perturbations x {len(data.genes)} genes; wrote {out_dir}")
-    except typer.Exit:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        fail(exc)
+    data, _ = train_predictor(input, out_dir, PerturbConfig(key=key, control=control, batch_key=batch_key,
+                                                            min_cells=min_cells),
+                              PredictorConfig(kind=kind, embedding=embedding, seed=seed), smiles, model_dir)
+    out.print(f"trained on {len(data.perturbations)} perturbations x {len(data.genes)} genes; wrote {out_dir}")
 
 
 def write_csv_atomic(table, path: Path) -> None:
@@ -165,6 +157,7 @@ def write_csv_atomic(table, path: Path) -> None:
 
 
 @perturb_app.command("predict")
+@one_line_errors
 def predict_cmd(
     model_dir: Annotated[Path, typer.Argument(help="Folder written by `cellvq perturb train`.")],
     out_csv: Annotated[Path, typer.Option("--out", help="CSV table perturbation,gene,delta,rank,predicted.")],
@@ -175,31 +168,26 @@ def predict_cmd(
     """Predict the shift of every measured gene for new perturbations (the plain table of docs/CONTRACTS.md)."""
     from tqdm.auto import tqdm
 
-    from cellvq.cli import fail, out
     from foundation.perturb.predictor import PerturbPredictor, shift_table
 
-    try:
-        pred = PerturbPredictor.load(model_dir)
-        if pred.cfg.kind == "drug":
-            if smiles is None:
-                raise ValueError("this is a drug predictor: pass the compounds to predict with --smiles (CSV compound,smiles).")
-            table = read_smiles_table(smiles)
-            names = list(table)
-        else:
-            if not perturbations:
-                raise ValueError("pass the targets to predict with --perturbations, e.g. --perturbations 'IRF1,STAT1+JAK2'.")
-            names, table = [p.strip() for p in perturbations.split(",") if p.strip()], None
-        shifts = [pred.predict([n], smiles_for([n], table))[0] for n in tqdm(names, desc="perturb predict")]
-        result = shift_table(names, pred.genes, shifts, predicted=True, top=top or None)
-        write_csv_atomic(result, out_csv)
-        out.print(f"predicted {len(names)} perturbations x {len(pred.genes)} genes; wrote {out_csv}")
-    except typer.Exit:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        fail(exc)
+    pred = PerturbPredictor.load(model_dir)
+    if pred.cfg.kind == "drug":
+        if smiles is None:
+            raise ValueError("this is a drug predictor: pass the compounds to predict with --smiles (CSV compound,smiles).")
+        table = read_smiles_table(smiles)
+        names = list(table)
+    else:
+        if not perturbations:
+            raise ValueError("pass the targets to predict with --perturbations, e.g. --perturbations 'IRF1,STAT1+JAK2'.")
+        names, table = [p.strip() for p in perturbations.split(",") if p.strip()], None
+    shifts = [pred.predict([n], smiles_for([n], table))[0] for n in tqdm(names, desc="perturb predict")]
+    result = shift_table(names, pred.genes, shifts, predicted=True, top=top or None)
+    write_csv_atomic(result, out_csv)
+    out.print(f"predicted {len(names)} perturbations x {len(pred.genes)} genes; wrote {out_csv}")
 
 
 @perturb_app.command("store")
+@one_line_errors
 def store_cmd(
     tables: Annotated[list[Path], typer.Argument(help="Shift tables (observed.csv of `train`, --out of `predict`).")],
     db: Annotated[str, typer.Option("--db", help="Store: a LadybugDB file/folder or a bolt:// / neo4j:// URI.")],
@@ -211,23 +199,17 @@ def store_cmd(
     """Write observed and/or predicted shift tables to a store as one run (Perturbation -SHIFTS-> Gene)."""
     import pandas as pd
 
-    from cellvq.cli import check_db_target, fail, out
     from cellvq.perturb_store import ShiftStoreConfig, store_shifts
 
-    try:
-        check_db_target(db)
-        for path in tables:
-            if not path.is_file():
-                raise FileNotFoundError(f"shift table {path} does not exist; pass CSVs written by `cellvq perturb train|predict`.")
-        frames = [pd.read_csv(path) for path in tables]
-        cfg = ShiftStoreConfig(dataset_id=dataset, kind=kind, run_id=run_id,
-                               smiles=read_smiles_table(smiles) if smiles else None,
-                               command="cellvq perturb store " + " ".join(str(p) for p in tables),
-                               parameters={"tables": [str(p) for p in tables]})
-        report = store_shifts(frames, db, cfg)
-        out.print(f"stored run {report.run_id}: {report.rows.get('Perturbation', 0)} perturbations, "
-                  f"{report.rows.get('SHIFTS', 0)} shifts")
-    except typer.Exit:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        fail(exc)
+    check_db_target(db)
+    for path in tables:
+        if not path.is_file():
+            raise FileNotFoundError(f"shift table {path} does not exist; pass CSVs written by `cellvq perturb train|predict`.")
+    frames = [pd.read_csv(path) for path in tables]
+    cfg = ShiftStoreConfig(dataset_id=dataset, kind=kind, run_id=run_id,
+                           smiles=read_smiles_table(smiles) if smiles else None,
+                           command="cellvq perturb store " + " ".join(str(p) for p in tables),
+                           parameters={"tables": [str(p) for p in tables]})
+    report = store_shifts(frames, db, cfg)
+    out.print(f"stored run {report.run_id}: {report.rows.get('Perturbation', 0)} perturbations, "
+              f"{report.rows.get('SHIFTS', 0)} shifts")

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from cellvq.cli_common import check_db_target, one_line_errors
 from graphdb.errors import redact_target
 
 runs_app = typer.Typer(no_args_is_help=True, help="List, delete and recover the runs of a graph store.")
@@ -25,86 +26,67 @@ _DB = Annotated[str, typer.Option("--db", help="Graph store: a LadybugDB path or
 _LIST_COLUMNS = ["runId", "status", "datasetId", "nCells", "createdAt", "completedAt", "packageVersion"]
 
 
-def _fail(exc: BaseException) -> None:
-    from cellvq.cli import fail
-
-    fail(exc)
-
-
 def _open(db: str, read_only: bool):
     import graphdb
-    from cellvq.cli import check_db_target
 
     check_db_target(db, writable=not read_only)
     return graphdb.open_store(db, read_only=read_only)
 
 
 @runs_app.command("list")
+@one_line_errors
 def list_cmd(db: _DB = "cellvq_db",
              as_json: Annotated[bool, typer.Option("--json", help="Print JSON records.")] = False) -> None:
     """Every run in the store, newest first, with its status (`writing` = incomplete, invisible to queries)."""
     shown = redact_target(db)
-    try:
-        with _open(db, read_only=True) as store:
-            runs = store.runs()
-        if as_json:  # everything, provenance included
-            _out.print_json(runs.to_json(orient="records"))
-            return
-        runs = runs.reindex(columns=_LIST_COLUMNS)
-        _table(runs.fillna(""), title=f"runs in {shown}")
-        n_bad = int((runs["status"] != "complete").sum())
-        if n_bad:
-            _out.print(f"{n_bad} run(s) are incomplete (a write was killed or is in progress); remove them with "
-                       f"`cellvq runs recover --db {shown}` or `cellvq runs delete RUN_ID --db {shown}`.")
-    except typer.Exit:
-        raise
-    except Exception as exc:  # noqa: BLE001 - one clear line per error
-        _fail(exc)
+    with _open(db, read_only=True) as store:
+        runs = store.runs()
+    if as_json:  # everything, provenance included
+        _out.print_json(runs.to_json(orient="records"))
+        return
+    runs = runs.reindex(columns=_LIST_COLUMNS)
+    _table(runs.fillna(""), title=f"runs in {shown}")
+    n_bad = int((runs["status"] != "complete").sum())
+    if n_bad:
+        _out.print(f"{n_bad} run(s) are incomplete (a write was killed or is in progress); remove them with "
+                   f"`cellvq runs recover --db {shown}` or `cellvq runs delete RUN_ID --db {shown}`.")
 
 
 @runs_app.command("delete")
+@one_line_errors
 def delete_cmd(run_ids: Annotated[list[str], typer.Argument(help="Run id(s) to remove (see `cellvq runs list`).")],
                db: _DB = "cellvq_db") -> None:
     """Remove exactly these runs' facts (states, markers, networks, ...); genes, cells and other runs stay."""
     shown = redact_target(db)
-    try:
-        from graphdb import NotFoundError
+    from graphdb import NotFoundError
 
-        with _open(db, read_only=False) as store:
-            known = set(store.runs()["runId"].astype(str))
-            unknown = [r for r in run_ids if r not in known]
-            if unknown:
-                raise NotFoundError(f"no run {unknown} in {shown}; `cellvq runs list --db {shown}` shows its runs: "
-                                    f"{sorted(known)[:10]}")
-            for run_id in run_ids:
-                store.delete_run(run_id)
-                _out.print(f"deleted run {run_id}")
-    except typer.Exit:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        _fail(exc)
+    with _open(db, read_only=False) as store:
+        known = set(store.runs()["runId"].astype(str))
+        unknown = [r for r in run_ids if r not in known]
+        if unknown:
+            raise NotFoundError(f"no run {unknown} in {shown}; `cellvq runs list --db {shown}` shows its runs: "
+                                f"{sorted(known)[:10]}")
+        for run_id in run_ids:
+            store.delete_run(run_id)
+            _out.print(f"deleted run {run_id}")
 
 
 @runs_app.command("recover")
+@one_line_errors
 def recover_cmd(db: _DB = "cellvq_db") -> None:
     """Finish an interrupted checkpoint and delete every run left `writing` by a killed write.
 
     Run it when no `cellvq run` is writing into the store (LadybugDB's lock refuses it otherwise).
     """
     shown = redact_target(db)
-    try:
-        with _open(db, read_only=False) as store:
-            removed = store.recover()
-            complete = int((store.runs()["status"] == "complete").sum())
-        if removed:
-            _out.print(f"removed {len(removed)} incomplete run(s): {', '.join(removed)}")
-        else:
-            _out.print("no incomplete runs")
-        _out.print(f"{complete} complete run(s) remain in {shown}")
-    except typer.Exit:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        _fail(exc)
+    with _open(db, read_only=False) as store:
+        removed = store.recover()
+        complete = int((store.runs()["status"] == "complete").sum())
+    if removed:
+        _out.print(f"removed {len(removed)} incomplete run(s): {', '.join(removed)}")
+    else:
+        _out.print("no incomplete runs")
+    _out.print(f"{complete} complete run(s) remain in {shown}")
 
 
 def _table(df, title: str) -> None:

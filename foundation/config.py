@@ -14,7 +14,7 @@ QuantizerKind = Literal["soft_conditional", "ema", "none"]
 class CellVQConfig:
     """Architecture of a CellVQ model.
 
-    Presets: :meth:`tiny` (CPU, ~1M parameters), :meth:`small` (~10M), :meth:`medium` (38M in its transformer
+    Presets: :meth:`tiny` (CPU, ~1M parameters), :meth:`small_cpu` (5.2M, CPU), :meth:`small` (~10M), :meth:`medium` (38M in its transformer
     blocks, 1,200 tokens), :meth:`base` (>= 100M), :meth:`large` (302M in its blocks, 2,048 tokens). ``medium``
     and ``large`` match the dense reference transformers of ``benchmarks/foundation_gpu.py``.
     """
@@ -46,6 +46,12 @@ class CellVQConfig:
     @classmethod
     def small(cls, **kw: Any) -> CellVQConfig:
         return cls(**{**dict(d_model=256, n_layers=6, n_heads=8, d_ff=1024, max_tokens=1024), **kw})
+
+    @classmethod
+    def small_cpu(cls, **kw: Any) -> CellVQConfig:
+        """~5.2M parameters (most in a 256-wide gene embedding) with the compute of two thin blocks: the size
+        one CPU session can pretrain in the background (``make pretrain-small``)."""
+        return cls(**{**dict(d_model=256, n_layers=2, n_heads=8, d_ff=512, max_tokens=256, d_decoder=128), **kw})
 
     @classmethod
     def medium(cls, **kw: Any) -> CellVQConfig:

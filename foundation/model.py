@@ -117,7 +117,7 @@ class CellVQ:
                 f"checkpoint {path} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}, "
                 f"wrong shapes {wrong[:5]}. The weights belong to another model or version."
             )
-        module.load_state_dict(state)
+        module.load_state_dict(state, strict=True)
         module.eval()
         if device:
             module.to(device)
@@ -265,9 +265,9 @@ class CellVQ:
         from foundation.data import align_genes, check_nonempty_cells, check_unique_genes, to_vocab_csr
         from foundation.data.coverage import annotate_coverage
         from foundation.data.validate import (
-            _is_backed_matrix,
             get_counts,
             get_matrix,
+            is_backed_matrix,
             iter_row_chunks,
             scan_counts,
         )
@@ -276,7 +276,7 @@ class CellVQ:
             raise ValueError(f"batch_size ({batch_size}) and chunk_rows ({chunk_rows}) must be at least 1")
         check_unique_genes(adata, var_key=var_key)
         X = get_matrix(adata, layer)
-        if _is_backed_matrix(X):  # stream: never hold the whole matrix
+        if is_backed_matrix(X):  # stream: never hold the whole matrix
             scan = scan_counts(adata, layer, chunk_rows=chunk_rows)
             libs, col_sums = scan.library, scan.col_sums
 
@@ -396,13 +396,23 @@ def load_coarse(path: str | os.PathLike, model: CellVQ):
     return coarse
 
 
-def pretrained_path() -> Path:
-    return Path(str(resources.files("foundation") / "pretrained" / PRETRAINED_NAME))
+def pretrained_path(name: str = PRETRAINED_NAME) -> Path:
+    return Path(str(resources.files("foundation") / "pretrained" / name))
 
 
-def load_pretrained(device: str | None = None) -> CellVQ:
-    """The small checkpoint shipped in the repository (see README: how it was pretrained)."""
-    path = pretrained_path()
+def pretrained_names() -> list[str]:
+    """The checkpoints shipped in ``foundation/pretrained`` (``load_pretrained(name=...)`` takes any of them)."""
+    root = pretrained_path().parent
+    return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file()) if root.is_dir() else []
+
+
+def load_pretrained(device: str | None = None, name: str = PRETRAINED_NAME) -> CellVQ:
+    """A checkpoint shipped in the repository: by default the tiny model every figure uses; ``name`` picks
+    another of :func:`pretrained_names` (see README: how each was pretrained)."""
+    path = pretrained_path(name)
+    if name != PRETRAINED_NAME and not path.is_dir():
+        raise CheckpointError(f"no shipped checkpoint named {name!r}: use one of {pretrained_names()}, "
+                              "or CellVQ.load(folder) for a checkpoint of your own.")
     if not path.is_dir():
         raise CheckpointError(
             f"the shipped checkpoint is missing at {path}; reinstall cellvq or re-create it with "

@@ -56,7 +56,8 @@ Relationships (all carry ``runId``, the run that produced the fact):
                                         spearman, nEvidence
 ``(CellState)-[:SUBTYPE_OF]->(CellState)``  subtype -> parent
 ``(CellState)-[:BRIDGES]->(CellState)`` score, nCells (cells intermediate between the two)
-``(CellState)-[:ASSOCIATED_WITH]->(Property)``  attention
+``(CellState)-[:ASSOCIATED_WITH]->(Property)``  attention, nCells (cells of the state having the
+                                        property: an aggregate written with the run)
 ``(Cell)-[:EXPRESSES]->(Gene)``         attention (optional: a cell's top-k genes)
 ``(Perturbation)-[:SHIFTS]->(Gene)``   delta, rank (1 = largest |delta|), predicted (0 observed,
                                         1 predicted; merged on runId *and* predicted, so both stay)

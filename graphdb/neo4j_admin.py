@@ -36,7 +36,7 @@ from .bulk_import import BulkImport, check_database_name
 from .errors import GraphDBError
 
 __all__ = ["AdminConfig", "ImportResult", "Neo4jAdminError", "find_classpath", "find_java", "import_args",
-           "import_full"]
+           "import_full", "import_phases"]
 
 ADMIN_CLASS = "org.neo4j.cli.AdminTool"
 CLASSPATH_ENV = "CELLVQ_NEO4J_CLASSPATH"
@@ -236,6 +236,14 @@ def _tail(output: str, lines: int = 15) -> str:
     kept = [ln for ln in output.splitlines()
             if ln.strip() and not ln.startswith(("....", "\tat ", "-....")) and not ln.strip().startswith("... ")]
     return "\n".join(kept[-lines:])
+
+
+def import_phases(log_file: str | Path) -> dict[str, float]:
+    """Seconds of each phase of an import (``'Node import': 1.2, ...``) from the tool's output file,
+    as the tool reports them (``<phase> COMPLETED in <duration>``), in order."""
+    output = Path(log_file).read_text(errors="replace")
+    found = re.findall(r"^\s*(\S[^\n]*?) COMPLETED in ([^\n]*)$", output, re.MULTILINE)
+    return {name.strip(): _duration(took) for name, took in found}
 
 
 def _count(output: str, what: str) -> int:

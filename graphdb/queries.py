@@ -5,7 +5,7 @@ Three groups:
 * **Shared** (:data:`SHARED_STATEMENTS`) -- the named read queries and the small run-bookkeeping
   writes. The same text runs on Neo4j and on LadybugDB, so the embedded tests exercise it for real.
 * **Neo4j** (:data:`NEO4J_STATEMENTS`) -- everything the Neo4j store sends: the shared statements,
-  constraints and indexes, and the batched ``UNWIND ... MERGE`` writes. Every one is checked
+  constraints and indexes, and the batched ``UNWIND ... MERGE`` / ``CREATE`` writes. Every one is checked
   against Neo4j's own Cypher grammar by ``tests/test_graphdb_cypher_lint.py``. All but
   :data:`SET_CELL_PROPERTIES` (``SET c += map``) also run on LadybugDB, where the tests use them
   to write a run through the Neo4j code path.
@@ -234,6 +234,18 @@ STATE_PROPERTIES = (
     _COMPLETE_RUN
     + """
 MATCH (s:CellState {uid: $stateUid})-[a:ASSOCIATED_WITH]->(p:Property)
+RETURN p.propertyId AS propertyId, p.kind AS kind, p.value AS value, a.attention AS attention,
+       a.nCells AS nCells, s.nCells AS stateCells
+ORDER BY attention DESC, propertyId ASC
+"""
+)
+
+#: :data:`STATE_PROPERTIES` counting the cells at query time, for a run written before
+#: ``ASSOCIATED_WITH.nCells`` was (whose aggregate is null).
+STATE_PROPERTIES_SCAN = (
+    _COMPLETE_RUN
+    + """
+MATCH (s:CellState {uid: $stateUid})-[a:ASSOCIATED_WITH]->(p:Property)
 OPTIONAL MATCH (s)<-[:IN_STATE]-(c:Cell)-[:HAS_PROPERTY]->(p)
 RETURN p.propertyId AS propertyId, p.kind AS kind, p.value AS value, a.attention AS attention,
        count(DISTINCT c) AS nCells, s.nCells AS stateCells
@@ -444,27 +456,49 @@ def _merge_node(label: str, skip: frozenset[str] = frozenset()) -> str:
     return head + ("SET " + ", ".join(sets) + "\n" if sets else "")
 
 
-def _merge_rel(rtype: str, skip: frozenset[str] = frozenset()) -> str:
-    """``UNWIND $rows ... MATCH`` both ends by key, ``MERGE`` the relationship on ``runId`` (and the type's
-    ``merge_on`` properties), set the rest."""
+#: The head of every batched relationship write on Neo4j: take the run's write lock (a no-op ``SET``
+#: locks the ``Run`` node until the batch commits; Neo4j reads the node again once it holds the lock),
+#: then go on only if this writer still owns the run. A second writer's :data:`RUN_BEGIN` waits for the
+#: batch in flight, and the first writer's later batches write nothing, so the relationships can be
+#: ``CREATE``d: they are new after the run's delete.
+_RUN_WRITER_LOCK = """
+MATCH (r:Run {runId: $runId})
+SET r.writer = r.writer
+WITH r
+WHERE r.writer = $writer
+"""
+#: The same check without the lock, for LadybugDB: it runs one write transaction at a time (so needs no
+#: lock), and reading a string property it has just set to itself in the same statement returns garbage
+#: there (ladybug 0.22).
+_RUN_WRITER_CHECK = """
+MATCH (r:Run {runId: $runId})
+WHERE r.writer = $writer
+"""
+
+
+def _create_rel(rtype: str, skip: frozenset[str] = frozenset(), *, lock: bool = True) -> str:
+    """Under :data:`_RUN_WRITER_LOCK` (``lock``) or :data:`_RUN_WRITER_CHECK`, ``UNWIND $rows ... MATCH``
+    both ends by key and ``CREATE`` the relationship with ``runId`` (and the type's ``merge_on``
+    properties), then set the rest."""
     spec = RELATIONSHIPS[rtype]
     start, end = NODES[spec.start], NODES[spec.end]
     names = {"START": spec.start, "SKEY": start.key, "END": spec.end, "EKEY": end.key, "TYPE": rtype}
-    head = "\nUNWIND $rows AS row\nMATCH (a:<START> {<SKEY>: row.startKey})\nMATCH (b:<END> {<EKEY>: row.endKey})\n"
+    head = ((_RUN_WRITER_LOCK if lock else _RUN_WRITER_CHECK) + "UNWIND $rows AS row\nMATCH (a:<START> {<SKEY>: row.startKey})\n"
+            "MATCH (b:<END> {<EKEY>: row.endKey})\n")
     key = "".join(_fill(", <P>: row.<P>", P=p) for p in spec.merge_on)
     props = [p for p in spec.set_properties if p not in skip]
     if not props:
-        return _fill(head + "MERGE (a)-[:<TYPE> {runId: row.runId" + key + "}]->(b)\n", **names)
-    merge = _fill(head + "MERGE (a)-[e:<TYPE> {runId: row.runId" + key + "}]->(b)\n", **names)
-    return merge + "SET " + ", ".join(_fill("e.<P> = row.<P>", P=p) for p in props) + "\n"
+        return _fill(head + "CREATE (a)-[:<TYPE> {runId: row.runId" + key + "}]->(b)\n", **names)
+    create = _fill(head + "CREATE (a)-[e:<TYPE> {runId: row.runId" + key + "}]->(b)\n", **names)
+    return create + "SET " + ", ".join(_fill("e.<P> = row.<P>", P=p) for p in props) + "\n"
 
 
 def merge_without(name: str, skip: frozenset[str]) -> str:
-    """:data:`MERGE_NODES` / :data:`MERGE_RELS` statement of ``name`` that leaves the properties
-    ``skip`` unset. LadybugDB types a parameter column that is null in every row as STRING, so its
-    UNWIND path leaves such columns out of the batch; unset equals null, because a run's facts are
-    new after :data:`RUN_BEGIN`'s delete (and a gene's known values are kept anyway)."""
-    return _merge_node(name, skip) if name in NODES else _merge_rel(name, skip)
+    """LadybugDB's :data:`MERGE_NODES` / :data:`LADYBUG_CREATE_RELS` statement of ``name`` that leaves
+    the properties ``skip`` unset. LadybugDB types a parameter column that is null in every row as
+    STRING, so its UNWIND path leaves such columns out of the batch; unset equals null, because a run's
+    facts are new after :data:`RUN_BEGIN`'s delete (and a gene's known values are kept anyway)."""
+    return _merge_node(name, skip) if name in NODES else _create_rel(name, skip, lock=False)
 
 
 #: Batched node writes, by label, in writing order (unscoped labels, i.e. genes, first): every label
@@ -481,8 +515,15 @@ MERGE_STATES = MERGE_NODES["CellState"]
 MERGE_PROPERTIES = MERGE_NODES["Property"]
 MERGE_PERTURBATIONS = MERGE_NODES["Perturbation"]
 
-#: Batched relationship writes, by type. ``row.startKey`` / ``row.endKey`` are node keys.
-MERGE_RELS: dict[str, str] = {rtype: _merge_rel(rtype) for rtype, spec in RELATIONSHIPS.items() if spec.table}
+#: Batched relationship writes, by type (``$runId``, ``$writer``, ``$rows``; ``row.startKey`` /
+#: ``row.endKey`` are node keys). ``CREATE``, not ``MERGE``: every relationship of a run is new once
+#: :data:`RUN_BEGIN` has deleted its old facts, and :data:`_RUN_WRITER_GUARD` keeps a superseded writer
+#: from adding any. A batch retried by the driver was rolled back first, so it creates nothing twice.
+CREATE_RELS: dict[str, str] = {rtype: _create_rel(rtype) for rtype, spec in RELATIONSHIPS.items() if spec.table}
+#: :data:`CREATE_RELS` as LadybugDB's UNWIND path sends them (the writer check without the lock).
+LADYBUG_CREATE_RELS: dict[str, str] = {
+    rtype: _create_rel(rtype, lock=False) for rtype, spec in RELATIONSHIPS.items() if spec.table
+}
 
 #: Verifies the server answers (used when a Neo4j store opens).
 PING = "RETURN 1 AS ok"
@@ -583,6 +624,7 @@ SHARED_STATEMENTS: dict[str, str] = {
     "GENES_BY_SYMBOL": GENES_BY_SYMBOL,
     **_named("GRN_EDGES", GRN_EDGES),
     "STATE_PROPERTIES": STATE_PROPERTIES,
+    "STATE_PROPERTIES_SCAN": STATE_PROPERTIES_SCAN,
     "COMPARE_MARKERS": COMPARE_MARKERS,
     "COMPARE_PROPERTIES": COMPARE_PROPERTIES,
     "BRIDGE_BETWEEN": BRIDGE_BETWEEN,
@@ -616,7 +658,7 @@ NEO4J_STATEMENTS: dict[str, str] = {
     "MERGE_STATES": MERGE_STATES,
     "MERGE_PROPERTIES": MERGE_PROPERTIES,
     "MERGE_PERTURBATIONS": MERGE_PERTURBATIONS,
-    **_named("MERGE_RELS", MERGE_RELS),
+    **_named("CREATE_RELS", CREATE_RELS),
 }
 
 #: Neo4j statements LadybugDB cannot parse (everything else in NEO4J_STATEMENTS runs on both,

@@ -56,6 +56,7 @@ __all__ = [
     "records",
     "run_labels",
     "scoped_uid",
+    "state_property_cells",
     "table_from_graph",
 ]
 
@@ -275,7 +276,7 @@ RELATIONSHIPS: dict[str, RelSpec] = {
         ),
         _rel(
             "ASSOCIATED_WITH", "CellState", "Property", "associated_with", ("stateId", "propertyId"),
-            _p("attention", DOUBLE, required=True),
+            _p("attention", DOUBLE, required=True), _p("nCells", INT64),
         ),
         _rel("EXPRESSES", "Cell", "Gene", "expresses", ("cellId", "symbol"), _p("attention", DOUBLE, required=True)),
         RelSpec(
@@ -619,6 +620,10 @@ class RunTables:
             counts = self.cell_state.groupby("stateId").size()
             filled = st["stateId"].map(counts).fillna(0).astype("float64")
             st["nCells"] = st["nCells"].where(st["nCells"].notna(), filled)
+        aw = self.associated_with
+        if len(aw) and aw["nCells"].isna().any():
+            filled = state_property_cells(self.cell_state, self.cell_property, aw).astype("float64")
+            aw["nCells"] = aw["nCells"].where(aw["nCells"].notna(), filled)
         mk = self.markers
         if len(mk) and mk["rank"].isna().any():
             computed = mk.groupby("stateId")["score"].rank(ascending=False, method="first")
@@ -650,6 +655,17 @@ class RunTables:
     def n_rows(self) -> int:
         """Total number of table rows (the unit of the load-throughput figures)."""
         return int(sum(self.summary().values())) + 1
+
+
+def state_property_cells(cell_state: pd.DataFrame, cell_property: pd.DataFrame,
+                         pairs: pd.DataFrame) -> np.ndarray:
+    """For each ``(stateId, propertyId)`` row of ``pairs``: how many cells are in the state and have
+    the property (the per-state aggregate ``ASSOCIATED_WITH.nCells``, written with the run so that
+    :meth:`GraphStore.state_properties` reads it instead of counting cells at query time)."""
+    joined = cell_state[["cellId", "stateId"]].merge(cell_property[["cellId", "propertyId"]], on="cellId")
+    counts = joined.groupby(["stateId", "propertyId"]).size().rename("_n").reset_index()
+    keyed = pairs[["stateId", "propertyId"]].merge(counts, on=["stateId", "propertyId"], how="left")
+    return keyed["_n"].fillna(0).to_numpy(dtype="int64")
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,12 +23,14 @@ NOTEBOOKS = [
     "03_exploring_subtype_graphs.ipynb",
     "04_exporting_gene_networks.ipynb",
 ]
+#: notebooks that need no shared run (executed on their own)
+STANDALONE = ["05_perturbation_prediction.ipynb"]
 CELL_TIMEOUT = 600
 
 
 def test_notebooks_are_committed_without_outputs():
-    assert sorted(p.name for p in NB_DIR.glob("*.ipynb")) == NOTEBOOKS
-    for name in NOTEBOOKS:
+    assert sorted(p.name for p in NB_DIR.glob("*.ipynb")) == NOTEBOOKS + STANDALONE
+    for name in NOTEBOOKS + STANDALONE:
         nb = nbformat.read(NB_DIR / name, as_version=4)
         nbformat.validate(nb)
         for cell in nb.cells:
@@ -139,6 +141,20 @@ def test_04_exports(executed):
     with graphdb.open_store(run_dir / "db", read_only=True) as store:
         n_reg = len(store.grn_edges(kinds=("REGULATES",)))
     assert nx.read_graphml(grn / "store_grn.graphml").number_of_edges() == n_reg
+
+
+def test_05_perturbation_prediction(tmp_path):
+    """Papalexi: a held-out knockout predicted, plotted, stored in LadybugDB and read back by Cypher."""
+    _kernel_is_this_python()
+    env = {"CELLVQ_NB_DIR": str(tmp_path / "run"), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    nb = _execute("05_perturbation_prediction.ipynb", tmp_path, env)
+    assert _n_images(nb) == 1  # predicted vs observed
+    assert "most decreased, observed: ['STAT1'," in _outputs_text(nb)
+    import graphdb
+
+    with graphdb.open_store(tmp_path / "run" / "perturb" / "db", read_only=True) as store:
+        eff = store.perturbation_effects("STAT1", top=5, run_id="nb-perturb")
+    assert set(eff["predicted"]) == {False, True} and len(eff) == 10
 
 
 @pytest.mark.skipif(os.environ.get("CELLVQ_NB_STANDALONE") != "1",

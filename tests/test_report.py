@@ -27,10 +27,17 @@ def stratified_subset(adata, n: int, seed: int = 0, key: str = "cell_type"):
 
 
 @pytest.fixture(scope="module")
-def result(pbmc3k, tmp_path_factory):
+def run_and_copy(pbmc3k, tmp_path_factory):
+    """The pipeline result and a copy of its AnnData taken before any report is written."""
     sub = stratified_subset(pbmc3k, 600)
     db = tmp_path_factory.mktemp("report_db") / "db"
-    return pipeline.run(sub, db=db, dataset_id="pbmc3k_sub600", graph_epochs=30)
+    res = pipeline.run(sub, db=db, dataset_id="pbmc3k_sub600", graph_epochs=30)
+    return res, res.adata.copy()
+
+
+@pytest.fixture(scope="module")
+def result(run_and_copy):
+    return run_and_copy[0]
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +82,27 @@ def test_figures_leave_pyplot_alone(result, tmp_path):
 
 
 def test_umap_is_computed_once(result, report_dir):
-    xy = result.adata.obsm["X_cellvq_umap"]
+    xy = result.umap
     assert xy.shape == (result.adata.n_obs, 2) and np.isfinite(xy).all()
+    assert result.umap is xy  # kept on the result: a second report reuses it
+    # the layout separates the labelled types: a cell's nearest UMAP neighbour mostly shares its label
+    from sklearn.neighbors import NearestNeighbors
+
+    labels = result.adata.obs["cell_type"].astype(str).to_numpy()
+    nn = NearestNeighbors(n_neighbors=2).fit(xy).kneighbors(xy, return_distance=False)[:, 1]
+    assert (labels[nn] == labels).mean() > 0.7
+
+
+def test_report_leaves_the_result_alone(run_and_copy, report_dir, tmp_path):
+    """The report reads the run's label key and UMAP from the result and writes nothing into its AnnData."""
+    result, before = run_and_copy
+    write_report(result, tmp_path / "again")
+    after = result.adata
+    assert result.label_key == "cell_type"
+    assert after.obs.equals(before.obs) and after.var.equals(before.var)
+    for slot in ("obsm", "layers", "uns", "varm", "obsp", "varp"):
+        assert set(getattr(after, slot).keys()) == set(getattr(before, slot).keys()), slot
+    assert np.array_equal(after.obsm["X_cellvq"], before.obsm["X_cellvq"])
 
 
 def test_report_md_mentions_the_run(result, report_dir):
@@ -102,6 +128,30 @@ def test_report_md_marker_tables_are_the_results(result, report_dir):
     assert {"MS4A1", "CD79A", "CD79B"} & set(_top(result, "B"))
     assert {"GNLY", "NKG7", "GZMB"} & set(_top(result, "NK"))
     assert {"LYZ", "S100A8", "S100A9", "CD14"} & set(_top(result, "CD14+ Mono"))
+
+
+def test_report_md_describes_the_marker_score_it_shows(result, report_dir):
+    """The text says score = state mean attention minus the highest other state's, and that is what the
+    ranked table holds (recomputed here from the attention layer)."""
+    import scipy.sparse as sp
+
+    md = (report_dir / "report.md").read_text()
+    assert "minus the highest mean attention of any other state" in md
+    assert "minus mean attention elsewhere" not in md
+    adata = result.adata
+    A = sp.csr_matrix(adata.layers["cellvq_graph_attention"])
+    labels = adata.obs["cell_type"].astype(str).to_numpy()
+    states = [s for s in np.unique(labels) if (labels == s).sum() >= 3]
+    mk = result.markers["cell_type"]
+    gaps = []
+    for state in ("B", "NK", "CD14+ Mono"):
+        for row in mk[(mk["state"].astype(str) == state) & (mk["rank"] <= 10)].itertuples(index=False):
+            j = adata.var_names.get_loc(row.gene)
+            mean = {s: A[labels == s, j].mean() for s in states}
+            highest_other = max(v for s, v in mean.items() if s != state)
+            assert row.score == pytest.approx(mean[state] - highest_other, rel=1e-4, abs=1e-7), (state, row.gene)
+            gaps.append(abs(row.score - (mean[state] - A[labels != state, j].mean())))
+    assert max(gaps) > 1e-3  # the mean over all other cells would give other scores
 
 
 def test_report_md_bridges_and_modules(result, report_dir):
@@ -165,12 +215,12 @@ def test_rewrite_replaces_and_keeps_foreign_files(result, tmp_path):
 
 
 def test_failure_leaves_nothing_behind(result, tmp_path, monkeypatch):
-    import cellvq.report as report
+    from cellvq.report import modules
 
     def boom(*a, **k):
         raise RuntimeError("drawing failed")
 
-    monkeypatch.setattr(report, "_fig_gene_modules", boom)
+    monkeypatch.setattr(modules, "figure", boom)
     with pytest.raises(RuntimeError, match="drawing failed"):
         write_report(result, tmp_path / "rep")
     assert list(tmp_path.iterdir()) == []
@@ -192,3 +242,17 @@ def test_report_without_labels(pbmc3k, tmp_path):
     assert "| ARI codes vs" not in md and "not written to a store" in md
     biggest = sub.obs["cellvq_code"].astype(str).value_counts().index[0]
     assert re.search(rf"^\| {re.escape(biggest)} \| ", md, flags=re.M)
+
+
+def test_module_layout_does_not_depend_on_the_hash_seed(result):
+    """A module's graph lists its genes in table order (hubs first) and its edges sorted, whatever the
+    string hash seed, so the gene-module figure is the same in every process."""
+    from cellvq.report.modules import module_graph, module_table
+
+    und = result.network.to_undirected()
+    row = module_table(result.network)[0]
+    sub = module_graph(und, row["genes"])
+    assert list(sub) == row["genes"]
+    edges = [tuple(sorted(e)) for e in sub.edges()]
+    assert sub.number_of_edges() == und.subgraph(row["genes"]).number_of_edges() == row["edges"] > 0
+    assert set(edges) == {tuple(sorted(e)) for e in und.subgraph(row["genes"]).edges()}

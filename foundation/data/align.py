@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from anndata import AnnData
 
-from foundation.data.validate import _is_backed_matrix, get_matrix, iter_row_chunks
+from foundation.data.validate import get_matrix, is_backed_matrix, iter_row_chunks
 from foundation.data.vocab import GeneVocab, gencode_table, is_ensembl_id
 from foundation.errors import LowGeneMatchWarning, MissingKeyError, VocabularyMismatchError
 
@@ -97,7 +97,7 @@ class GeneAlignment:
 
 
 def _column_sums(X) -> np.ndarray:
-    if _is_backed_matrix(X):
+    if is_backed_matrix(X):
         total = np.zeros(X.shape[1], dtype=np.float64)
         for _, C in iter_row_chunks(X):
             total += np.asarray(C.sum(axis=0), dtype=np.float64).ravel()

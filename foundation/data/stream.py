@@ -231,9 +231,9 @@ class _OpenFile:
         return [str(x) for x in read_elem(group[key])]
 
     def rows(self, start: int, stop: int) -> sp.csr_matrix:
-        from foundation.data.validate import _to_csr32
+        from foundation.data.validate import to_csr32
 
-        return _to_csr32(self.X[start:stop])
+        return to_csr32(self.X[start:stop])
 
     def close(self) -> None:
         try:

@@ -69,7 +69,7 @@ def get_matrix(adata: AnnData, layer: str | None = None):
     return adata.layers[layer]
 
 
-def _is_backed_matrix(X) -> bool:
+def is_backed_matrix(X) -> bool:
     return not (isinstance(X, np.ndarray) or sp.issparse(X))
 
 
@@ -86,10 +86,10 @@ def iter_row_chunks(X, chunk_rows: int = CHUNK_ROWS, start: int = 0, stop: int |
         X = sp.csr_matrix(X)
     for i in range(start, stop, chunk_rows):
         j = min(i + chunk_rows, stop)
-        yield i, _to_csr32(X[i:j])
+        yield i, to_csr32(X[i:j])
 
 
-def _to_csr32(M) -> sp.csr_matrix:
+def to_csr32(M) -> sp.csr_matrix:
     """CSR float32 (scipy ``csr_matrix``, canonical format) of a dense or sparse block."""
     if isinstance(M, np.ndarray | np.matrix):
         M = sp.csr_matrix(np.asarray(M, dtype=np.float32))
@@ -158,12 +158,12 @@ def _scan(X, keep_row_sums: bool = True, col_sums: np.ndarray | None = None, chu
     """
     st = _CountStats()
     nnz = 0
-    if _is_backed_matrix(X) or isinstance(X, np.ndarray):
+    if is_backed_matrix(X) or isinstance(X, np.ndarray):
         chunks: Iterator[tuple[int, sp.csr_matrix]] = (
-            iter_row_chunks(X, chunk_rows) if _is_backed_matrix(X) else ((0, _to_csr32(X)),)
+            iter_row_chunks(X, chunk_rows) if is_backed_matrix(X) else ((0, to_csr32(X)),)
         )
     else:
-        chunks = ((0, _to_csr32(X)),)
+        chunks = ((0, to_csr32(X)),)
     for off, C in chunks:
         st.update(C, off)
         nnz += C.nnz
@@ -312,12 +312,12 @@ def get_counts(adata: AnnData, layer: str | None = None) -> sp.csr_matrix:
     """
     X = get_matrix(adata, layer)
     where = _where(layer)
-    if _is_backed_matrix(X):
+    if is_backed_matrix(X):
         chunks = [C for _, C in iter_row_chunks(X)]
         counts = sp.vstack(chunks, format="csr") if chunks else sp.csr_matrix(X.shape, dtype=np.float32)
         counts = sp.csr_matrix(counts, dtype=np.float32)
     else:
-        counts = _to_csr32(X)
+        counts = to_csr32(X)
     check_counts(counts, where=where, adata=adata, layer=layer)
     return counts
 
@@ -370,7 +370,7 @@ def check_nonempty_cells(adata: AnnData | None = None, layer: str | None = None,
             X = get_matrix(adata, layer)
         else:
             X = counts
-        if _is_backed_matrix(X):
+        if is_backed_matrix(X):
             sums = np.concatenate([np.asarray(C.sum(axis=1)).ravel() for _, C in iter_row_chunks(X)])
         else:
             sums = np.asarray(X.sum(axis=1)).ravel()

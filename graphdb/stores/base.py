@@ -337,7 +337,10 @@ class GraphStore(ABC):
         property), ``stateCells``, ``fraction`` (= nCells / stateCells).
         """
         st = self.resolve_state(state, run_id)
-        out = self._read(q.STATE_PROPERTIES, {"runId": st["runId"], "stateUid": st["uid"]})
+        params = {"runId": st["runId"], "stateUid": st["uid"]}
+        out = self._read(q.STATE_PROPERTIES, params)
+        if not out.empty and out["nCells"].isna().all():  # a run written before the aggregate was
+            out = self._read(q.STATE_PROPERTIES_SCAN, params)
         if not out.empty:
             denom = pd.to_numeric(out["stateCells"], errors="coerce").where(lambda s: s > 0)
             out["fraction"] = pd.to_numeric(out["nCells"]) / denom

@@ -330,10 +330,11 @@ class LadybugStore(UnwindWriter):
 
     def _batch_statement(self, name: str, statement: str, batch: list[dict[str, Any]]) -> str:
         """Leave out of the statement (and the batch) every column that is null in all its rows:
-        LadybugDB would type it STRING and refuse it for a numeric property (:func:`queries.merge_without`)."""
+        LadybugDB would type it STRING and refuse it for a numeric property (:func:`queries.merge_without`).
+        Relationships go through :data:`queries.LADYBUG_CREATE_RELS` (no run lock: one writer at a time)."""
         empty = frozenset(k for k in batch[0] if all(row[k] is None for row in batch))
         if not empty:
-            return statement
+            return q.LADYBUG_CREATE_RELS.get(name, statement)
         for row in batch:
             for key in empty:
                 del row[key]

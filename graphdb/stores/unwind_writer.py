@@ -2,7 +2,7 @@
 
 This is how the Neo4j store writes a run: :class:`UnwindWriter` is a store base class, both
 stores inherit it. The statements are derived from the declarations in :mod:`graphdb.schema`
-(:data:`graphdb.queries.MERGE_NODES`, :data:`graphdb.queries.MERGE_RELS`); all of them but
+(:data:`graphdb.queries.MERGE_NODES`, :data:`graphdb.queries.CREATE_RELS`); all of them but
 ``SET_CELL_PROPERTIES`` also run on LadybugDB, so the embedded store can write through this very
 code path too (``write_run(..., method="unwind")``), which is how the test suite checks the Neo4j
 write statements against a real database.
@@ -13,8 +13,10 @@ Protocol (the same for every backend):
 2. The run's previous facts are deleted in batches (a re-write, or the remains of an
    interrupted write), so writing a run twice leaves the same counts; ``RUN_DATASET`` links
    the run to its dataset.
-3. Nodes, then relationships, ``batch_size`` rows per transaction. Every statement is a
-   ``MERGE`` on the node key (relationships: on ``runId``), so a retried batch is harmless.
+3. Nodes, then relationships, ``batch_size`` rows per transaction. Nodes are ``MERGE``d on their
+   key (genes and cells are shared by runs); relationships are ``CREATE``d (they are new after the
+   delete), each batch only while this writer still owns the run (``Run.writer``, checked under the
+   run's write lock), so a writer superseded by a second one writing the same run adds nothing.
 4. ``RUN_COMPLETE`` -- ``status: 'complete'``; only now do queries see the run.
 
 A write killed at any point leaves the run in ``writing`` (invisible); writing it again completes it.
@@ -38,7 +40,7 @@ class UnwindWriter(GraphStore):
 
     The store supplies :meth:`_set_cell_properties` (how extra ``Cell`` columns are set: Neo4j's
     ``SET c += map``, LadybugDB one column at a time). Statements come from the declarations
-    (:data:`graphdb.queries.MERGE_NODES`, :data:`graphdb.queries.MERGE_RELS`).
+    (:data:`graphdb.queries.MERGE_NODES`, :data:`graphdb.queries.CREATE_RELS`).
     """
 
     def _set_cell_properties(self, frame: pd.DataFrame, types: Mapping[str, str], batch_size: int) -> int:
@@ -69,8 +71,9 @@ class UnwindWriter(GraphStore):
             if extras and len(nodes["Cell"]):
                 self._set_cell_properties(nodes["Cell"][["uid", *extras]], tables.cell_property_types, batch_size)
                 _step(on_step, "Cell properties", len(nodes["Cell"]))
-            for rtype, statement in q.MERGE_RELS.items():
-                self._write_batches(statement, rtype, rels[rtype], tables, batch_size, bar)
+            guard = {"runId": tables.run_id, "writer": writer}
+            for rtype, statement in q.CREATE_RELS.items():
+                self._write_batches(statement, rtype, rels[rtype], tables, batch_size, bar, guard)
                 report.rows[rtype] = len(rels[rtype])
                 _step(on_step, rtype, len(rels[rtype]))
         self._write(q.RUN_COMPLETE, {"runId": tables.run_id, "writer": writer, "completedAt": self._now()})
@@ -79,10 +82,11 @@ class UnwindWriter(GraphStore):
         return report
 
     def _write_batches(
-        self, statement: str, name: str, frame: pd.DataFrame, tables: RunTables, batch_size: int, bar: Any
+        self, statement: str, name: str, frame: pd.DataFrame, tables: RunTables, batch_size: int, bar: Any,
+        params: Mapping[str, Any] | None = None,
     ) -> None:
         for batch in _batches(records(frame, int_columns(name, tables.cell_property_types)), batch_size):
-            self._write(self._batch_statement(name, statement, batch), {"rows": batch})
+            self._write(self._batch_statement(name, statement, batch), {**(params or {}), "rows": batch})
             bar.update(len(batch))
 
     def _batch_statement(self, name: str, statement: str, batch: list[dict[str, Any]]) -> str:
