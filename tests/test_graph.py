@@ -33,7 +33,7 @@ def run(pbmc3k_embedded):
     adata = pbmc3k_embedded.copy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # tissue/disease/age/sex are not in pbmc3k
-        model = cg.tl.fit(adata, seed=0, progress=False)
+        model = cg.tl.fit(adata, train=cg.GraphTrainConfig(seed=0), progress=False)
     return adata, model
 
 
