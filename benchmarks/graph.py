@@ -133,7 +133,7 @@ def quality(adata, epochs: int, seed: int) -> dict:
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        model = cg.tl.fit(adata, epochs=epochs, seed=seed, progress=False)
+        model = cg.tl.fit(adata, train=cg.GraphTrainConfig(epochs=epochs, seed=seed), progress=False)
     out["fit_seconds"] = round(time.perf_counter() - t0, 1)
     out["final_history"] = {k: round(v, 4) for k, v in model.history[-1].items()}
     gi = model.graph.graph_index
@@ -175,12 +175,12 @@ def quality(adata, epochs: int, seed: int) -> dict:
     out["ig_seconds"] = round(time.perf_counter() - t0, 1)
     rows["integrated gradients"] = ig
     b = adata.copy()
-    with cg.interpret.keep_torch_threads():
+    with cg.keep_torch_threads():
         sc.pp.normalize_total(b, target_sum=1e4)
         sc.pp.log1p(b)
     b.obs["pooled"] = lab.astype("category").to_numpy()
     for name, bb in (("wilcoxon (all genes)", b), ("wilcoxon (graph genes)", b[:, gi.genes].copy())):
-        with cg.interpret.keep_torch_threads():
+        with cg.keep_torch_threads():
             sc.tl.rank_genes_groups(bb, "pooled", method="wilcoxon")
         names = bb.uns["rank_genes_groups"]["names"]
         import pandas as pd
@@ -220,7 +220,7 @@ def quality(adata, epochs: int, seed: int) -> dict:
     for key in [k for k in plain.uns if k == "cellvq_graph"]:
         del plain.uns[key]
     t0 = time.perf_counter()
-    m0 = cg.tl.fit(plain, properties=(), epochs=epochs, seed=seed, progress=False)
+    m0 = cg.tl.fit(plain, properties=(), train=cg.GraphTrainConfig(epochs=epochs, seed=seed), progress=False)
     mk0 = cg.markers(plain, "cell_type", groups=T_POOL)
     lab0, _ = cg.subtypes(plain, ["Naive CD4 T", "Memory CD4 T"], n_subtypes=2)
     inter0 = cg.intermediate_states(plain, "cell_type")
@@ -315,7 +315,8 @@ def scale_one(
         build_s = time.perf_counter() - t0
     build_peak = mon.peak
     model = cg.CellVQGraph.from_graph(data, hidden=32, heads=4, seed=seed)
-    from cellvq_graph.train import _loss, graph_inputs, seed_everything
+    from cellvq_graph.nn import graph_inputs
+    from cellvq_graph.train import GraphTrainConfig, seed_everything, training_loss
 
     seed_everything(seed)
     rss_graph = mon.rss()
@@ -324,6 +325,7 @@ def scale_one(
     rss_before = mon.rss()
     steps_per_epoch = int(np.ceil(size / batch_size))
     gen = torch.Generator().manual_seed(seed)
+    train_cfg = GraphTrainConfig()  # the loss terms' defaults
     opt = torch.optim.AdamW(model.net.parameters(), lr=1e-2)
     model.net.train()
     steps = 0
@@ -333,18 +335,8 @@ def scale_one(
         for _ in range(epochs):
             for g in loader:
                 batch_nodes.append(sum(int(g[nt].num_nodes) for nt in g.node_types))
-                loss, _ = _loss(
-                    model.net,
-                    graph_inputs(g),
-                    g["cell"].y,
-                    int(g["cell"].batch_size),
-                    mask_rate=0.3,
-                    label_drop_rate=0.2,
-                    edge_mask_rate=0.15,
-                    neg_ratio=1,
-                    edge_loss_weight=0.5,
-                    entropy_weight=0.0,
-                    gen=gen,
+                loss, _ = training_loss(
+                    model.net, graph_inputs(g), g["cell"].y, int(g["cell"].batch_size), train_cfg, gen
                 )
                 opt.zero_grad()
                 loss.backward()
@@ -495,7 +487,7 @@ def grn_pbmc(adata, reference, seed: int) -> dict:
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        cg.tl.fit(adata, seed=seed, progress=False)
+        cg.tl.fit(adata, train=cg.GraphTrainConfig(seed=seed), progress=False)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     edges = regulatory_network(adata, RegulatoryConfig(seed=seed, progress=False))
@@ -669,7 +661,7 @@ def wilcoxon_logfc(adata, genes, pool, min_logfc: float = 1.0):
     b.X = cg.build.normalise_counts(b.X.tocsr() if hasattr(b.X, "tocsr") else b.X)
     b.obs["pooled"] = b.obs["cell_type"].astype(str).replace({m: k for k, v in pool.items() for m in v})
     b.obs["pooled"] = b.obs["pooled"].astype("category")
-    with cg.interpret.keep_torch_threads():
+    with cg.keep_torch_threads():
         sc.tl.rank_genes_groups(b, "pooled", method="wilcoxon")
     df = sc.get.rank_genes_groups_df(b, None)
     df = df[df["logfoldchanges"] >= min_logfc].rename(columns={"group": "state", "names": "gene"})
@@ -713,7 +705,7 @@ def fit_markers(adata, name, pool, states, spec, seed) -> dict:
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        model = cg.tl.fit(a, seed=seed, progress=False, bottleneck=bottleneck_variant(spec))
+        model = cg.tl.fit(a, train=cg.GraphTrainConfig(seed=seed), progress=False, bottleneck=bottleneck_variant(spec))
     fit_s = time.perf_counter() - t0
     r = marker_rows(a, model, pool, states)
     r["fit_seconds"] = round(fit_s, 1)

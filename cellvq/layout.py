@@ -18,7 +18,7 @@ def embedding_umap(adata, seed: int = 0) -> np.ndarray:
     import anndata as ad
     import scanpy as sc
 
-    from cellvq_graph.interpret import keep_torch_threads
+    from cellvq_graph import keep_torch_threads
 
     emb = np.asarray(adata.obsm["X_cellvq"], dtype=np.float32)
     light = ad.AnnData(obs=pd.DataFrame(index=adata.obs_names.astype(str)), obsm={"X_cellvq": emb})

@@ -154,7 +154,8 @@ def run(
     with _step("graph", timings, on_step), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*not in adata.obs.*")
         props = [p for p in properties if p in adata.obs]
-        gmodel = cg.tl.fit(adata, properties=props, epochs=graph_epochs, seed=seed, progress=progress)
+        train = cg.GraphTrainConfig(epochs=graph_epochs, seed=seed)
+        gmodel = cg.tl.fit(adata, properties=props, train=train, progress=progress)
 
     groupbys = ["cellvq_code"] + ([label_key] if label_key else [])
     markers: dict[str, pd.DataFrame] = {}
@@ -168,13 +169,9 @@ def run(
         if label_key:
             counts = adata.obs[label_key].value_counts()
             chosen = [str(t) for t in subtype_types] if subtype_types else [t for t, n in counts.items() if n >= 100]
-            for t in chosen:
-                subtypes[str(t)] = cg.subtypes(adata, t, groupby=label_key, seed=seed, key_added="cellvq_graph_subtype")
-            if subtypes:  # each call resets the column outside its own type: keep every type's labels
-                col = pd.Series(np.nan, index=adata.obs_names, dtype=object)
-                for labels_s, _ in subtypes.values():
-                    col[labels_s.index] = labels_s.to_numpy()
-                adata.obs["cellvq_graph_subtype"] = pd.Categorical(col)
+            if chosen:  # one call: every type's labels and names in obs["cellvq_graph_subtype"(_name)]
+                groups = {str(t): str(t) for t in chosen}
+                subtypes = cg.subtypes(adata, groups, groupby=label_key, seed=seed, key_added="cellvq_graph_subtype")
         inter = cg.intermediate_states(adata, groupby=label_key or "cellvq_code")
 
     with _step("gene_network", timings, on_step):

@@ -20,6 +20,7 @@ cell, and averaged over that state's explained cells.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,9 @@ import torch
 from scipy.stats import spearmanr
 
 from .build import CELL_GENE, GENE_CELL, cell_gene_edge_attr
-from .train import deterministic_ops, graph_inputs, mask_labels
+from .nn import graph_inputs
+from .tables import store_table
+from .train import deterministic_ops, mask_labels
 
 __all__ = ["integrated_gradients", "attribution_agreement", "plot_agreement"]
 
@@ -64,7 +67,7 @@ def integrated_gradients(
     n_steps
         Riemann steps of the path integral.
     adata
-        If given, the table is stored in ``adata.uns["cellvq_graph"]["ig"][groupby]``.
+        If given, the table is stored with its parameters in ``adata.uns["cellvq_graph"]["ig"][groupby]``.
 
     Returns
     -------
@@ -185,10 +188,9 @@ def integrated_gradients(
         )
     df = pd.concat(rows, ignore_index=True)
     if adata is not None:
-        from .interpret import _store
-
-        adata.uns.setdefault("cellvq_graph", {})
-        _store(adata, "ig", groupby, df)
+        params = dict(groupby=groupby, groups=groups, states=states, n_cells=n_cells, n_steps=n_steps,
+                      max_fold_fraction=max_fold_fraction, seed=seed)
+        store_table(adata, "ig", groupby, df, params)
     return df
 
 
@@ -228,9 +230,7 @@ class _FoldScore:
                 cg = self.base_cg.clone()
                 cg[self.sel] = ea
                 attr[CELL_GENE] = cg
-            h, _ = self.net(
-                inp.x_dict, inp.n_id, inp.num_nodes, inp.edge_index, attr, cell_mask=self.cell_mask
-            )
+            h, _ = self.net(replace(inp, edge_attr=attr, cell_mask=self.cell_mask))
             logp = torch.log_softmax(self.net.head(self.kind)(h["cell"][self.cells]), dim=-1)
             own = self.members[self.state]  # [cells, classes] membership of each cell's own state
             outs.append(torch.logsumexp(logp.masked_fill(~own, float("-inf")), dim=1).sum())

@@ -54,6 +54,7 @@ __all__ = [
     "GraphIndex",
     "build_graph",
     "normalise_counts",
+    "counts_matrix",
     "cell_gene_edge_attr",
     "CELL_GENE",
     "GENE_CELL",
@@ -158,7 +159,8 @@ class GraphIndex:
 # expression helpers
 
 
-def _counts(adata, layer: str | None) -> sp.csr_matrix:
+def counts_matrix(adata, layer: str | None) -> sp.csr_matrix:
+    """``X`` (or ``layers[layer]``) as float32 CSR; raises when it is missing or has negative values."""
     X = adata.layers[layer] if layer is not None else adata.X
     if X is None:
         raise ValueError("adata has no expression matrix; CellVQ-Graph needs raw counts in X (or `layer=`)")
@@ -409,7 +411,7 @@ def build_graph(
         raise ValueError(f"obsm[{use_rep!r}] contains NaN or inf")
     G_emb = np.asarray(adata.varm[gene_rep], dtype=np.float32)
 
-    counts = _counts(adata, layer)
+    counts = counts_matrix(adata, layer)
     logn = normalise_counts(counts)
     var_names = np.asarray(adata.var_names.astype(str))
 

@@ -41,12 +41,12 @@ from safetensors.torch import load_file, save_file
 from torch_geometric.data import HeteroData
 
 from .build import GENE_CELL, GENE_COEXPR, GENE_SIM, PROP_CELL, GraphIndex
-from .nn import BottleneckConfig, CellVQGraphNet
+from .nn import BottleneckConfig, CellVQGraphNet, graph_inputs, legacy_state_dict
 from .sampler import make_loader
 from .train import (
+    GraphTrainConfig,
     default_num_neighbors,
     deterministic_ops,
-    graph_inputs,
     mask_labels,
     seed_everything,
     train_net,
@@ -55,6 +55,9 @@ from .train import (
 __all__ = ["CellVQGraph", "CellVQGraphConfig", "AttentionReadout"]
 
 WEIGHTS, CONFIG, INDEX = "model.safetensors", "config.json", "index.json"
+# 2: convolutions keyed by edge-type tuples (PyG ModuleDict), edge_dims a list beside edge_types.
+# 1: "src__rel__dst" strings in both; still loads (CellVQGraphConfig.from_json, legacy_state_dict).
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -64,7 +67,7 @@ class CellVQGraphConfig:
     node_dims: dict[str, int | None]
     num_nodes: dict[str, int]
     edge_types: list[list[str]]
-    edge_dims: dict[str, int | None]
+    edge_dims: list[int | None]  # edge-attribute size of each of edge_types (None: no attributes)
     kinds: dict[str, int]
     hidden: int = 64
     heads: int = 4
@@ -72,8 +75,17 @@ class CellVQGraphConfig:
     dropout: float = 0.1
     attn_dropout: float = 0.0
     bottleneck: dict | None = None  # BottleneckConfig fields; None: no attention bottleneck
-    format_version: int = 1
+    format_version: int = FORMAT_VERSION
     history_tail: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, d: dict) -> CellVQGraphConfig:
+        """A config from ``config.json``; format 1 keyed ``edge_dims`` by ``"src__rel__dst"`` strings."""
+        d = dict(d)
+        if isinstance(d.get("edge_dims"), dict):
+            dims = d["edge_dims"]
+            d["edge_dims"] = [dims.get("__".join(et)) for et in d["edge_types"]]
+        return cls(**d)
 
     def build(self) -> CellVQGraphNet:
         ets = [tuple(e) for e in self.edge_types]
@@ -81,7 +93,7 @@ class CellVQGraphConfig:
             self.node_dims,
             self.num_nodes,
             ets,
-            {tuple(k.split("__")): v for k, v in self.edge_dims.items()},
+            dict(zip(ets, self.edge_dims)),
             self.kinds,
             hidden=self.hidden,
             heads=self.heads,
@@ -169,10 +181,9 @@ class CellVQGraph:
         gi: GraphIndex = data.graph_index
         node_dims = {nt: (int(data[nt].x.size(1)) if "x" in data[nt] else None) for nt in data.node_types}
         num_nodes = {nt: int(data[nt].num_nodes) for nt in data.node_types}
-        edge_dims = {
-            "__".join(et): (int(data[et].edge_attr.size(1)) if "edge_attr" in data[et] else None)
-            for et in data.edge_types
-        }
+        edge_dims = [
+            int(data[et].edge_attr.size(1)) if "edge_attr" in data[et] else None for et in data.edge_types
+        ]
         kinds = {k: len(gi.categories[k]) for k in gi.kinds}
         config = CellVQGraphConfig(
             node_dims=node_dims,
@@ -206,42 +217,11 @@ class CellVQGraph:
 
     # ---------------------------------------------------------------------------------------------- train
     def fit(
-        self,
-        data: HeteroData,
-        epochs: int = 100,
-        lr: float = 1e-2,
-        seed: int = 0,
-        batch_size: int | None = None,
-        *,
-        num_neighbors: dict | None = None,
-        mask_rate: float = 0.3,
-        label_drop_rate: float = 0.2,
-        edge_mask_rate: float = 0.15,
-        neg_ratio: int = 1,
-        edge_loss_weight: float = 0.5,
-        entropy_weight: float = 0.0,
-        weight_decay: float = 1e-4,
-        progress: bool = True,
+        self, data: HeteroData, config: GraphTrainConfig | None = None, *, progress: bool = True
     ) -> CellVQGraph:
-        """Self-supervised training (see :mod:`cellvq_graph.train`); full batch unless ``batch_size``."""
+        """Self-supervised training (see :mod:`cellvq_graph.train`; parameters :class:`GraphTrainConfig`)."""
         self._check_graph(data)
-        self.history = train_net(
-            self.net,
-            data,
-            epochs=epochs,
-            lr=lr,
-            weight_decay=weight_decay,
-            seed=seed,
-            batch_size=batch_size,
-            num_neighbors=num_neighbors,
-            mask_rate=mask_rate,
-            label_drop_rate=label_drop_rate,
-            edge_mask_rate=edge_mask_rate,
-            neg_ratio=neg_ratio,
-            edge_loss_weight=edge_loss_weight,
-            entropy_weight=entropy_weight,
-            progress=progress,
-        )
+        self.history = train_net(self.net, data, config or GraphTrainConfig(), progress=progress)
         self.config.history_tail = self.history[-3:]
         return self
 
@@ -266,12 +246,16 @@ class CellVQGraph:
             if not (path / f).is_file():
                 raise FileNotFoundError(f"{path / f} is missing; is {path} a CellVQ-Graph checkpoint folder?")
         try:
-            config = CellVQGraphConfig(**json.loads((path / CONFIG).read_text()))
-        except TypeError as err:
+            raw = json.loads((path / CONFIG).read_text())
+            config = CellVQGraphConfig.from_json(raw)
+        except (TypeError, KeyError) as err:
             raise ValueError(f"{path / CONFIG} is not a CellVQ-Graph config: {err}") from err
         index = GraphIndex.from_json(path / INDEX)
         net = config.build()
         state = load_file(str(path / WEIGHTS))
+        if raw.get("format_version", 1) < 2:
+            state = legacy_state_dict(state, config.edge_types)
+        config.format_version = FORMAT_VERSION
         expected = net.state_dict()
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))
@@ -347,15 +331,8 @@ class CellVQGraph:
             np.add.at(pool_cnt, eid, 1.0)
 
         def run(inp, cell_mask=None, attention=True):
-            return net(
-                inp.x_dict,
-                inp.n_id,
-                inp.num_nodes,
-                inp.edge_index,
-                inp.edge_attr,
-                cell_mask=cell_mask,
-                return_attention=attention,
-            )
+            inp.cell_mask = cell_mask
+            return net(inp, return_attention=attention)
 
         def collect(inp, att, only_cells_dst: torch.Tensor | None, relations) -> None:
             for et in relations:
@@ -459,14 +436,8 @@ class CellVQGraph:
             if mask:
                 cm[torch.from_numpy(fold)] = True
                 mask_labels(inp, cm)
-            h, _ = self.net(
-                inp.x_dict,
-                inp.n_id,
-                inp.num_nodes,
-                inp.edge_index,
-                inp.edge_attr,
-                cell_mask=cm if mask else None,
-            )
+            inp.cell_mask = cm if mask else None
+            h, _ = self.net(inp)
             p = torch.softmax(self.net.head(kind)(h["cell"][torch.from_numpy(fold)]), -1)
             out[fold] = p.numpy()
         return pd.DataFrame(out, index=self.index.cells, columns=self.index.categories[kind])

@@ -1,4 +1,13 @@
-"""Regulatory networks from evidence that has a direction, and their benchmark against TF-target references.
+"""Gene networks: attention/similarity networks with modules, and regulatory networks from directional evidence.
+
+:func:`gene_network` (attention co-occurrence and gene-embedding similarity, oriented from a TF where one
+side is a TF) and :func:`code_gene_network` (the paper's per-code gene-gene attention) are networks of
+genes that move together, with Leiden modules (:func:`gene_modules`); they carry no directional evidence.
+:func:`regulatory_network` scores TF -> target edges from evidence that has a direction, and
+:func:`grn_benchmark` measures them against a TF-target reference.
+
+Regulatory evidence
+-------------------
 
 Every candidate edge is a transcription factor (``source``) and a gene it may regulate (``target``). Each
 edge carries its evidence in its own column, so a user can see *why* it is there:
@@ -41,7 +50,8 @@ halved the trees' AUPRC (benchmarks/results/graph_grn.md).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from importlib import resources
 
 import networkx as nx
 import numpy as np
@@ -50,9 +60,15 @@ import scipy.sparse as sp
 from scipy import stats
 from tqdm.auto import tqdm
 
-from .build import normalise_counts
+from .build import counts_matrix, normalise_counts
+from .readout import GENE_ATT, attention_matrix, graph_genes, state_labels
+from .tables import store_table
 
 __all__ = [
+    "gene_network",
+    "code_gene_network",
+    "gene_modules",
+    "load_tf_list",
     "RegulatoryConfig",
     "regulatory_network",
     "tree_importance",
@@ -64,7 +80,6 @@ __all__ = [
     "EVIDENCE_COLUMNS",
 ]
 
-GENE_ATT = "cellvq_graph_gene_attention"
 EVIDENCE_COLUMNS = (
     "tree_importance",
     "tree_consensus",
@@ -106,16 +121,215 @@ class RegulatoryConfig:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# gene networks (no directional evidence)
+
+
+def load_tf_list() -> set[str]:
+    """Human transcription factors shipped with the package (Lambert et al., Cell 2018; 1,639 symbols)."""
+    text = resources.files("cellvq_graph").joinpath("resources/human_tfs_lambert2018.txt").read_text()
+    return {line.strip() for line in text.splitlines() if line.strip()}
+
+
+def _orient(u: str, v: str, tfs: set[str]) -> list[tuple[str, str, str]]:
+    """Edges (source, target, kind) for an undirected gene pair, TF -> target where one side is a TF."""
+    ut, vt = u in tfs, v in tfs
+    if ut and vt:
+        return [(u, v, "regulates"), (v, u, "regulates")]
+    if ut:
+        return [(u, v, "regulates")]
+    if vt:
+        return [(v, u, "regulates")]
+    a, b = sorted((u, v))
+    return [(a, b, "co_expressed")]
+
+
+def _correlation_dense(A: sp.csr_matrix) -> np.ndarray:
+    n = A.shape[0]
+    mean = np.asarray(A.mean(0)).ravel()
+    cov = np.asarray((A.T @ A).todense()) / n - np.outer(mean, mean)
+    sd = np.sqrt(np.maximum(np.diag(cov), 0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = cov / np.outer(sd, sd)
+    return np.nan_to_num(c)
+
+
+def gene_modules(G: nx.Graph, resolution: float = 1.0, seed: int = 0, attr: str = "module") -> dict[str, int]:
+    """Leiden communities (modularity with ``resolution``) of the undirected, weighted projection of ``G``.
+
+    Sets node attribute ``attr`` and returns ``{gene: module}``; modules are numbered by size (0 = largest).
+    """
+    import igraph as ig
+    import leidenalg
+
+    und = nx.Graph()
+    und.add_nodes_from(G.nodes)
+    for u, v, d in G.edges(data=True):
+        w = float(d.get("weight", 1.0))
+        if und.has_edge(u, v):
+            und[u][v]["weight"] = max(und[u][v]["weight"], w)
+        else:
+            und.add_edge(u, v, weight=w)
+    nodes = list(und.nodes)
+    if not nodes:
+        return {}
+    pos = {n: i for i, n in enumerate(nodes)}
+    g = ig.Graph(n=len(nodes), edges=[(pos[u], pos[v]) for u, v in und.edges])
+    g.es["weight"] = [d["weight"] for _, _, d in und.edges(data=True)]
+    part = leidenalg.find_partition(
+        g,
+        leidenalg.RBConfigurationVertexPartition,
+        weights="weight",
+        resolution_parameter=resolution,
+        seed=seed,
+    )
+    sizes = pd.Series(part.membership).value_counts()
+    relabel = {old: new for new, old in enumerate(sizes.index)}
+    modules = {nodes[i]: int(relabel[m]) for i, m in enumerate(part.membership)}
+    nx.set_node_attributes(G, modules, attr)
+    return modules
+
+
+def gene_network(
+    adata,
+    *,
+    n_edges_per_gene: int = 5,
+    min_weight: float = 0.1,
+    attention_weight: float = 0.5,
+    tfs: set[str] | None = None,
+    resolution: float = 1.0,
+    seed: int = 0,
+    key_added: str = "global",
+) -> nx.DiGraph:
+    """A weighted gene-gene network from attention co-occurrence and gene-embedding similarity.
+
+    ``weight = attention_weight * max(r_att, 0) + (1 - attention_weight) * max(cos_emb, 0)`` where ``r_att``
+    is the Pearson correlation across cells of two genes' attention (genes that the same cells attend to)
+    and ``cos_emb`` the cosine similarity of their foundation gene embeddings. Each gene keeps its
+    ``n_edges_per_gene`` strongest partners with ``weight >= min_weight``. Pairs with a transcription factor
+    (``tfs``, default the shipped Lambert 2018 list) are oriented TF -> target with ``kind="regulates"`` (both
+    ways when both are TFs); other pairs get one edge, ``kind="co_expressed"``, from the alphabetically
+    first gene. Edge attributes: ``weight, kind, attention_corr, embedding_sim, gene_attention`` (the
+    model's gene-gene attention, max over both directions, 0 when the pair is not a graph edge). Node
+    attributes: ``module`` (Leiden, :func:`gene_modules`) and ``is_tf``.
+    """
+    genes, pos = graph_genes(adata)
+    A = attention_matrix(adata, pos)
+    R = _correlation_dense(A)
+    emb = (
+        np.asarray(adata.varm["cellvq_gene"], dtype=np.float32)[pos] if "cellvq_gene" in adata.varm else None
+    )
+    if emb is not None and np.abs(emb).sum() > 0:
+        en = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        C = en @ en.T
+    else:
+        C = np.zeros_like(R)
+    W = attention_weight * np.clip(R, 0, None) + (1 - attention_weight) * np.clip(C, 0, None)
+    np.fill_diagonal(W, -np.inf)
+    ga = (
+        sp.csr_matrix(adata.varp[GENE_ATT])[pos][:, pos] if GENE_ATT in adata.varp else sp.csr_matrix(W.shape)
+    )
+    ga = ga.maximum(ga.T).tocsr()
+    k = min(n_edges_per_gene, len(genes) - 1)
+    top = np.argpartition(-W, k - 1, axis=1)[:, :k]
+    tfs_given = tfs
+    tfs = load_tf_list() if tfs is None else set(tfs)
+    pairs = set()
+    for i in range(len(genes)):
+        for j in top[i]:
+            if W[i, j] >= min_weight:
+                pairs.add((min(i, j), max(i, j)))
+    G = nx.DiGraph()
+    for i, j in sorted(pairs):
+        attrs = {
+            "weight": float(W[i, j]),
+            "attention_corr": float(R[i, j]),
+            "embedding_sim": float(C[i, j]),
+            "gene_attention": float(ga[i, j]),
+        }
+        for s, t, kind in _orient(genes[i], genes[j], tfs):
+            G.add_edge(s, t, kind=kind, **attrs)
+    nx.set_node_attributes(G, {n: bool(n in tfs) for n in G.nodes}, "is_tf")
+    gene_modules(G, resolution=resolution, seed=seed)
+    params = dict(n_edges_per_gene=n_edges_per_gene, min_weight=min_weight, attention_weight=attention_weight,
+                  tfs=None if tfs_given is None else sorted(tfs), resolution=resolution, seed=seed)
+    _store_network(adata, key_added, G, params)
+    return G
+
+
+def code_gene_network(
+    adata,
+    code: str,
+    *,
+    key: str = "cellvq_code",
+    n_edges: int = 200,
+    tfs: set[str] | None = None,
+    resolution: float = 1.0,
+    seed: int = 0,
+) -> nx.DiGraph:
+    """The paper's per-code gene network: gene x gene attention summed over the code's cells.
+
+    A cell contributes the model's gene-gene attention ``alpha(s -> t)`` for every graph edge whose two
+    genes it both attends to, so ``weight(s, t) = alpha(s -> t) * #cells of the code attending to s and t``.
+    The ``n_edges`` heaviest edges are kept; a pair with exactly one TF is oriented TF -> target
+    (``kind="regulates"``), otherwise the attention direction is kept (``kind="co_expressed"``).
+    """
+    genes, pos = graph_genes(adata)
+    if GENE_ATT not in adata.varp:
+        raise KeyError(f"varp[{GENE_ATT!r}] is missing; re-run model.annotate")
+    lab = state_labels(adata, key, None)
+    ins = lab == str(code)
+    if not ins.any():
+        raise KeyError(f"no cell has obs[{key!r}] == {code!r}")
+    A = attention_matrix(adata, pos)[ins]
+    B = A.copy()
+    B.data = (B.data > 0).astype(np.float32)
+    co = (B.T @ B).tocsr()
+    ga = sp.csr_matrix(adata.varp[GENE_ATT])[pos][:, pos].tocoo()
+    w = ga.data * np.asarray(co[ga.row, ga.col]).ravel()
+    keep = np.flatnonzero(w > 0)
+    keep = keep[np.argsort(-w[keep], kind="stable")[:n_edges]]
+    tfs_given = tfs
+    tfs = load_tf_list() if tfs is None else set(tfs)
+    G = nx.DiGraph()
+    for e in keep:
+        s, t = genes[ga.row[e]], genes[ga.col[e]]
+        kind = "co_expressed"
+        if (t in tfs) and (s not in tfs):
+            s, t = t, s
+        if s in tfs and t not in tfs:
+            kind = "regulates"
+        if G.has_edge(s, t):
+            G[s][t]["weight"] += float(w[e])
+        else:
+            G.add_edge(s, t, weight=float(w[e]), kind=kind)
+    nx.set_node_attributes(G, {n: bool(n in tfs) for n in G.nodes}, "is_tf")
+    if G.number_of_nodes():
+        gene_modules(G, resolution=resolution, seed=seed)
+    params = dict(code=code, key=key, n_edges=n_edges, tfs=None if tfs_given is None else sorted(tfs),
+                  resolution=resolution, seed=seed)
+    _store_network(adata, f"code:{code}", G, params)
+    return G
+
+
+def _store_network(adata, key: str, G: nx.DiGraph, params: dict) -> None:
+    edges = nx.to_pandas_edgelist(G, source="source", target="target")
+    nodes = pd.DataFrame(
+        {
+            "gene": list(G.nodes),
+            "module": [int(G.nodes[n].get("module", -1)) for n in G.nodes],
+            "is_tf": [bool(G.nodes[n].get("is_tf", False)) for n in G.nodes],
+        }
+    )
+    store_table(adata, "gene_network_edges", key, edges, params)
+    store_table(adata, "gene_network_nodes", key, nodes, params)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # expression and candidates
 
 
-def _counts(adata, layer: str | None) -> sp.csr_matrix:
-    X = adata.layers[layer] if layer is not None else adata.X
-    return sp.csr_matrix(X, dtype=np.float32)
-
-
 def _log_expression(adata, genes: Sequence[str], layer: str | None, rows=None) -> np.ndarray:
-    counts = _counts(adata, layer)
+    counts = counts_matrix(adata, layer)
     if rows is not None:
         counts = counts[rows]
     pos = pd.Index(adata.var_names.astype(str)).get_indexer(list(genes))
@@ -130,7 +344,7 @@ def _candidates(adata, cfg: RegulatoryConfig) -> tuple[list[str], list[str]]:
         targets = [str(g) for g in adata.uns["cellvq_graph"]["genes"]]
     else:
         targets = list(var)
-    detected = np.asarray((_counts(adata, cfg.layer) > 0).sum(0)).ravel() >= cfg.min_cells
+    detected = np.asarray((counts_matrix(adata, cfg.layer) > 0).sum(0)).ravel() >= cfg.min_cells
     det = set(var[detected])
     targets = [g for g in targets if g in det]
     tf_set = load_tfs(cfg)
@@ -279,7 +493,8 @@ def regulatory_network(
     ``perturbation`` is a :func:`perturbation_response` table (its perturbed TFs become candidate
     regulators even when they are not measured). Returns one row per candidate edge, sorted by ``score``
     with ``rank`` 1 = strongest: ``source, target, score, rank`` then :data:`EVIDENCE_COLUMNS` and
-    ``n_evidence`` (evidence kinds with a value). Stored under ``uns["cellvq_graph"]["regulatory_network"]``
+    ``n_evidence`` (evidence kinds with a value). Stored with the config under
+    ``uns["cellvq_graph"]["regulatory_network"]["global"]``
     when the AnnData has a CellVQ-Graph read-out.
     """
     cfg = config or RegulatoryConfig()
@@ -325,16 +540,11 @@ def regulatory_network(
     edges["rank"] = np.arange(1, len(edges) + 1)
     edges = edges[["source", "target", "score", "rank", *EVIDENCE_COLUMNS, "n_evidence"]]
     if "cellvq_graph" in adata.uns:
-        adata.uns["cellvq_graph"]["regulatory_network"] = {
-            c: (edges[c].to_numpy().astype(str) if edges[c].dtype == object else edges[c].to_numpy())
-            for c in edges.columns
-        }
+        store_table(adata, "regulatory_network", "global", edges, asdict(cfg))
     return edges
 
 
 def load_tfs(cfg: RegulatoryConfig) -> set[str]:
-    from .interpret import load_tf_list
-
     return set(load_tf_list() if cfg.tfs is None else cfg.tfs)
 
 

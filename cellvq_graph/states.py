@@ -1,4 +1,9 @@
-"""States in words: a one-line name and a description for every state, subtype and bridge, from its evidence.
+"""States beyond the labels: subtypes, intermediate states (bridges), and every state described in words.
+
+:func:`subtypes` splits cell types into Leiden subtypes of the graph embedding with their attention
+markers; :func:`intermediate_states` finds cells whose neighbourhood mixes two states (the bridges);
+:func:`describe_states` / :func:`describe_bridges` give each a one-line name and a description. Tables are
+stored with their parameters under ``uns["cellvq_graph"]`` (:mod:`cellvq_graph.tables`).
 
 A name reads ``<nearest known type> · <GENE>hi <GENE>hi`` (e.g. ``Naive CD4 T · CCR7hi LEF1hi``): the known
 type is the majority label of the state's cells in ``reference_key`` (or, without labels, the curated
@@ -11,15 +16,25 @@ Integrated Gradients agree with attention.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["DescribeConfig", "describe_states", "describe_bridges", "state_name"]
+from .markers import load_canonical_markers, markers
+from .readout import EMB, PROP_ATT, graph_embedding, keep_torch_threads, require_readout, state_labels
+from .tables import store_table
 
-PROP_ATT = "cellvq_graph_property_attention"
+__all__ = [
+    "DescribeConfig",
+    "subtypes",
+    "intermediate_states",
+    "describe_states",
+    "describe_bridges",
+    "state_name",
+]
 
 
 @dataclass
@@ -42,13 +57,6 @@ def state_name(nearest: str, genes: list[str]) -> str:
     return f"{nearest} · " + " ".join(f"{g}hi" for g in genes) if genes else str(nearest)
 
 
-def _state_labels(adata, groupby: str) -> np.ndarray:
-    if groupby not in adata.obs:
-        raise KeyError(f"obs[{groupby!r}] does not exist; pass the column the markers were computed for")
-    col = adata.obs[groupby]
-    return np.where(col.notna().to_numpy(), col.astype(str).to_numpy(dtype=object), None)
-
-
 def _nearest_types(adata, lab, states, markers: pd.DataFrame, cfg: DescribeConfig, groupby: str) -> dict:
     """``{state: (type, share)}`` from reference labels, else from the curated marker list."""
     key = cfg.reference_key
@@ -62,8 +70,6 @@ def _nearest_types(adata, lab, states, markers: pd.DataFrame, cfg: DescribeConfi
                 t = f"{vc.index[0]}/{vc.index[1]}"
             out[s] = (t, share)
         return out
-    from .interpret import load_canonical_markers
-
     curated = load_canonical_markers()
     out = {}
     for s in states:
@@ -95,6 +101,212 @@ def _properties(adata, lab, s, reference_key) -> str:
     return ", ".join(f"{c} (attention {v:.2f})" for c, v in m.items())
 
 
+# ---------------------------------------------------------------------------------------------------------
+# subtypes
+
+
+def _type_groups(cell_type) -> tuple[dict[str, list[str]], bool]:
+    """``({name: [types]}, several)`` from a type, a pooled list of types or a mapping of several groups."""
+    if isinstance(cell_type, str):
+        return {cell_type: [cell_type]}, False
+    if isinstance(cell_type, Mapping):
+        groups = {str(k): ([v] if isinstance(v, str) else [str(x) for x in v]) for k, v in cell_type.items()}
+        seen: dict[str, str] = {}
+        for name, types in groups.items():
+            for t in types:
+                if t in seen:
+                    raise ValueError(f"{t!r} is in two groups ({seen[t]!r} and {name!r}); give each type one group")
+                seen[t] = name
+        return groups, True
+    types = [str(t) for t in cell_type]
+    return {"+".join(types): types}, False
+
+
+def _leiden_subtypes(sub, cfg: dict, key: str) -> None:
+    """Leiden clusters of ``sub``'s kNN graph into ``sub.obs[key]`` (resolution bisected to ``n_subtypes``)."""
+    import scanpy as sc
+
+    seed, n_subtypes, resolution = cfg["seed"], cfg["n_subtypes"], cfg["resolution"]
+    with keep_torch_threads():
+        sc.pp.neighbors(sub, n_neighbors=cfg["n_neighbors"], use_rep=cfg["use_rep"], random_state=seed)
+
+        def run(res: float) -> int:
+            sc.tl.leiden(sub, resolution=res, flavor="igraph", n_iterations=2, random_state=seed, key_added=key)
+            return int(sub.obs[key].nunique())
+
+        got = run(resolution)
+        if n_subtypes is None:
+            return
+        lo, hi = 1e-3, 5.0  # bisect the resolution (log scale) until Leiden returns n_subtypes clusters
+        for _ in range(25):
+            if got == n_subtypes:
+                break
+            if got < n_subtypes:
+                lo = resolution
+            else:
+                hi = resolution
+            resolution = float(np.sqrt(lo * hi))
+            got = run(resolution)
+
+
+def _split_type(adata, name: str, mask: np.ndarray, cfg: dict, describe, marker_kwargs):
+    """Subtype labels, their markers and descriptions of the cells in ``mask`` (stores the tables)."""
+    if mask.sum() < max(cfg["n_neighbors"] + 1, 10):
+        raise ValueError(f"only {int(mask.sum())} cells of {name}; too few to find subtypes")
+    sub = adata[mask].copy()
+    _leiden_subtypes(sub, cfg, "_sub")
+    key_added, groupby = cfg["key_added"], cfg["groupby"]
+    labels = pd.Series(
+        [f"{name}:{c}" for c in sub.obs["_sub"].astype(str)], index=sub.obs_names, name=key_added
+    )
+    sub.obs[key_added] = labels.to_numpy()
+    params = {**cfg, "cell_type": name, **marker_kwargs}
+    if labels.nunique() > 1:
+        mk = markers(sub, key_added, key_added="subtypes", **marker_kwargs)
+        desc_cfg = replace(describe or DescribeConfig(), reference_key=groupby)
+        desc = describe_states(sub, mk, key_added, desc_cfg, parent=name)
+        mk["state_name"] = mk["state"].map(dict(zip(desc["state"], desc["name"])))
+        store_table(adata, "subtype_descriptions", name, desc, {**params, "describe": asdict(desc_cfg)})
+    else:
+        mk = pd.DataFrame(columns=["state", "gene", "score", "rank", "attention", "frac_cells", "logfc"])
+        desc = pd.DataFrame({"state": labels.unique(), "name": name})
+    store = adata.uns["cellvq_graph"].setdefault("subtypes", {})
+    store[name] = {"cells": labels.index.to_numpy().astype(str), "labels": labels.to_numpy().astype(str)}
+    store_table(adata, "subtype_markers", name, mk, params)
+    return labels, mk, dict(zip(desc["state"], desc["name"]))
+
+
+def subtypes(
+    adata,
+    cell_type: str | Sequence[str] | Mapping[str, str | Sequence[str]],
+    *,
+    groupby: str = "cell_type",
+    resolution: float = 0.5,
+    n_subtypes: int | None = None,
+    n_neighbors: int = 15,
+    use_rep: str = EMB,
+    seed: int = 0,
+    key_added: str = "cellvq_graph_subtype",
+    describe: DescribeConfig | None = None,
+    **marker_kwargs,
+):
+    """Split a cell type (a pooled list of types, or several groups in one call) into subtypes.
+
+    ``cell_type`` is one type (``"B"``), one pooled group of types (``["Naive CD4 T", "Memory CD4 T"]``,
+    named ``"Naive CD4 T+Memory CD4 T"``) or a mapping of several groups, each split on its own
+    (``{"B": "B", "CD4 T": ["Naive CD4 T", "Memory CD4 T"]}``; a type may be in one group only).
+
+    Each group: Leiden clustering (igraph implementation, ``resolution``) of the kNN graph of its cells in
+    ``obsm[use_rep]`` (default: the graph embedding, i.e. what the graph infers about each cell from its
+    genes, see :meth:`CellVQGraph.attention`). With ``n_subtypes`` the resolution is bisected until Leiden
+    returns that many subtypes (or the closest it gets). Each subtype then gets attention markers
+    contrasted against the other subtypes of the same group. Labels go into ``obs[key_added]`` (NaN outside
+    the call's types: a call replaces the column). When the graph was built with ``cell_type`` as a
+    property, the embedding was trained to predict it, so subtypes that match annotated sub-labels partly
+    reflect that supervision.
+
+    Every subtype also gets a one-line name and a description (:func:`describe_states`, nearest known type
+    = majority ``groupby`` label of its cells; ``describe`` configures it): the markers table carries them
+    as ``state_name``, the full table is stored under ``uns["cellvq_graph"]["subtype_descriptions"][<group>]``
+    and the names go into ``obs[key_added + "_name"]``. Markers go to ``["subtype_markers"][<group>]``; both
+    tables carry the call's parameters (:func:`cellvq_graph.tables.table_params`).
+
+    Returns ``(labels, markers)`` for one type or group: a Series of subtype labels ``"<group>:<k>"``
+    indexed by cell name, and the subtype markers DataFrame; for a mapping, ``{group: (labels, markers)}``.
+    """
+    require_readout(adata)
+    groups, several = _type_groups(cell_type)
+    if groupby not in adata.obs:
+        raise KeyError(f"obs[{groupby!r}] does not exist")
+    col = adata.obs[groupby].astype(str)
+    known = set(col)
+    unknown = [t for types in groups.values() for t in types if t not in known]
+    if unknown:
+        raise KeyError(f"{unknown} not found in obs[{groupby!r}]; values are {sorted(known)[:20]}")
+    cfg = dict(groupby=groupby, resolution=resolution, n_subtypes=n_subtypes, n_neighbors=n_neighbors,
+               use_rep=use_rep, seed=seed, key_added=key_added)
+    labels_col = pd.Series(np.nan, index=adata.obs_names, dtype=object)
+    names_col = pd.Series(np.nan, index=adata.obs_names, dtype=object)
+    out = {}
+    for name, types in groups.items():
+        labels, mk, names = _split_type(adata, name, col.isin(types).to_numpy(), cfg, describe, marker_kwargs)
+        labels_col[labels.index] = labels.to_numpy()
+        names_col[labels.index] = labels.map(names).to_numpy()
+        out[name] = (labels, mk)
+    adata.obs[key_added] = pd.Categorical(labels_col)
+    adata.obs[f"{key_added}_name"] = pd.Categorical(names_col)
+    return out if several else next(iter(out.values()))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# intermediate states (bridges)
+
+
+def intermediate_states(
+    adata,
+    groupby: str = "cellvq_code",
+    *,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    n_neighbors: int = 15,
+    min_share: float = 0.3,
+    use_rep: str = EMB,
+) -> pd.DataFrame:
+    """Cells whose neighbourhood in the graph embedding mixes two states.
+
+    For every cell, the states of its ``n_neighbors`` nearest neighbours (itself excluded) give shares
+    ``share_a >= share_b >= ...``. A cell is intermediate when ``share_b >= min_share``; ``score =
+    2 * share_b / (share_a + share_b)`` is 1 for an even split of the two leading states and falls toward 0
+    as one dominates. ``state_a`` is the leading state. Columns ``cell, state_a, state_b, score, share_a,
+    share_b, own_state``; a per-cell score (0 for non-intermediate cells) goes into
+    ``obs["cellvq_graph_intermediate"]``.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    require_readout(adata)
+    E = graph_embedding(adata, use_rep)
+    lab = state_labels(adata, groupby, groups)
+    valid = np.array([x is not None for x in lab])
+    k = min(n_neighbors, adata.n_obs - 1)
+    nn = NearestNeighbors(n_neighbors=k + 1).fit(E)
+    _, idx = nn.kneighbors(E)
+    idx = idx[:, 1:]
+    codes, uniques = pd.factorize(pd.Series(lab).where(valid, None))
+    nb = codes[idx]
+    n_states = len(uniques)
+    comp = np.zeros((adata.n_obs, n_states), np.float32)
+    for j in range(k):
+        ok = nb[:, j] >= 0
+        np.add.at(comp, (np.flatnonzero(ok), nb[ok, j]), 1.0)
+    tot = comp.sum(1, keepdims=True)
+    comp = comp / np.maximum(tot, 1)
+    order = np.argsort(-comp, axis=1, kind="stable")
+    a_i, b_i = order[:, 0], order[:, 1] if n_states > 1 else order[:, 0]
+    share_a = comp[np.arange(adata.n_obs), a_i]
+    share_b = comp[np.arange(adata.n_obs), b_i] if n_states > 1 else np.zeros(adata.n_obs)
+    score = np.where(share_a + share_b > 0, 2 * share_b / np.maximum(share_a + share_b, 1e-9), 0.0)
+    inter = share_b >= min_share
+    uniq = np.asarray(uniques, dtype=object)
+    df = pd.DataFrame(
+        {
+            "cell": adata.obs_names[inter].astype(str),
+            "state_a": uniq[a_i[inter]],
+            "state_b": uniq[b_i[inter]],
+            "score": score[inter],
+            "share_a": share_a[inter],
+            "share_b": share_b[inter],
+            "own_state": lab[inter],
+        }
+    ).sort_values("score", ascending=False, ignore_index=True)
+    adata.obs["cellvq_graph_intermediate"] = np.where(inter, score, 0.0).astype(np.float32)
+    params = dict(groupby=groupby, groups=groups, n_neighbors=n_neighbors, min_share=min_share, use_rep=use_rep)
+    store_table(adata, "intermediate_states", groupby, df, params)
+    return df
+
+
+# ---------------------------------------------------------------------------------------------------------
+# states in words
+
+
 def describe_states(
     adata,
     markers: pd.DataFrame,
@@ -111,7 +323,7 @@ def describe_states(
     :func:`cellvq_graph.attribution_agreement` table (adds IG/attention overlap@10 to the description).
     """
     cfg = config or DescribeConfig()
-    lab = _state_labels(adata, groupby)
+    lab = state_labels(adata, groupby)
     states = [s for s in pd.unique(markers["state"].astype(str))]
     nearest = _nearest_types(adata, lab, states, markers, cfg, groupby)
     total = int(np.sum([x is not None for x in lab]))

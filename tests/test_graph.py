@@ -33,7 +33,7 @@ def run(pbmc3k_embedded):
     adata = pbmc3k_embedded.copy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # tissue/disease/age/sex are not in pbmc3k
-        model = cg.tl.fit(adata, seed=0, progress=False)
+        model = cg.tl.fit(adata, train=cg.GraphTrainConfig(seed=0), progress=False)
     return adata, model
 
 
@@ -42,7 +42,7 @@ def wilcoxon_top10(pbmc3k_embedded):
     import scanpy as sc
 
     b = pbmc3k_embedded.copy()
-    with cg.interpret.keep_torch_threads():  # scanpy's numba/OpenMP kernels reset torch's thread count
+    with cg.keep_torch_threads():  # scanpy's numba/OpenMP kernels reset torch's thread count
         sc.pp.normalize_total(b, target_sum=1e4)
         sc.pp.log1p(b)
         b.obs["group"] = (
@@ -265,7 +265,7 @@ def test_minibatch_training_and_readout(run):
     adata, model = run
     data = model.graph
     small = cg.CellVQGraph.from_graph(data, hidden=16, heads=2, seed=1)
-    small.fit(data, epochs=2, batch_size=512, progress=False)
+    small.fit(data, cg.GraphTrainConfig(epochs=2, batch_size=512), progress=False)
     assert len(small.history) == 2 and np.isfinite(small.history[-1]["loss"])
     ro = small.attention(data, batch_size=512)
     att = ro.mean(GENE_CELL)
@@ -298,7 +298,7 @@ def test_seeded_training_is_reproducible_on_several_threads(pbmc3k_embedded):
         outs = []
         for _ in range(2):
             b = a.copy()
-            cg.tl.fit(b, properties=["cell_type"], epochs=10, seed=0, progress=False)
+            cg.tl.fit(b, properties=["cell_type"], train=cg.GraphTrainConfig(epochs=10, seed=0), progress=False)
             outs.append(b.obsm["X_cellvq_graph"])
     finally:
         torch.set_num_threads(threads)
@@ -347,7 +347,7 @@ def test_bridges_scored_against_scrublet_doublets(run):
 
     adata, _ = run
     b = adata.copy()
-    with cg.interpret.keep_torch_threads():
+    with cg.keep_torch_threads():
         sc.pp.scrublet(b, threshold=0.25, random_state=0)  # fixed threshold: no scikit-image
     adata.obs["doublet_score"] = b.obs["doublet_score"].to_numpy()
     mk = cg.markers(adata, "cell_type", key_added="doublets")

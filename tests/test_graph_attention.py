@@ -21,8 +21,8 @@ import torch
 
 import cellvq_graph as cg
 from cellvq_graph.build import CELL_GENE, GENE_CELL
-from cellvq_graph.nn import BottleneckConfig
-from cellvq_graph.train import graph_inputs, mask_labels
+from cellvq_graph.nn import BottleneckConfig, graph_inputs
+from cellvq_graph.train import mask_labels
 
 T_POOL = {"T": ["Naive CD4 T", "Memory CD4 T", "CD8 T"]}
 EVAL = ["B", "NK", "CD14+ Mono", "T"]
@@ -42,7 +42,7 @@ def heldout(pbmc3k_embedded):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # tissue/disease/age/sex are not in pbmc3k
         bn = BottleneckConfig(normaliser="sparsemax", query="shared")
-        model = cg.tl.fit(train, seed=0, epochs=40, progress=False, bottleneck=bn)
+        model = cg.tl.fit(train, train=cg.GraphTrainConfig(epochs=40, seed=0), progress=False, bottleneck=bn)
         data = cg.build_graph(test, index=model.index)
     model.annotate(test, data)
     return test, model, data
@@ -61,7 +61,8 @@ def _pool_accuracy(model, data, drop: np.ndarray | None) -> tuple[float, torch.T
         cgi = inp.edge_index[CELL_GENE]
         inp.replace_edges(CELL_GENE, ~torch.isin(cgi[0] * data["gene"].num_nodes + cgi[1], keys))
     with torch.no_grad():
-        h, _ = net(inp.x_dict, inp.n_id, inp.num_nodes, inp.edge_index, inp.edge_attr, cell_mask=held)
+        inp.cell_mask = held
+        h, _ = net(inp)
         zp, alpha = net.pool_cells(h, inp.edge_index, inp.edge_attr)
         logits = net.pool_head("cell_type")(zp)
     y = data["cell"].y[:, model.index.kinds.index("cell_type")]

@@ -53,7 +53,7 @@ def test_pancreas_bridges_follow_the_endocrine_path_and_are_not_doublets():
     a.var_names = a.var_names.str.upper()  # mouse symbols on the human vocabulary (80% of counts match)
     a.var_names_make_unique()
     foundation.load_pretrained("cpu").embed(a)
-    cellvq_graph.tl.fit(a, properties=(), states="clusters", epochs=40, progress=False)
+    cellvq_graph.tl.fit(a, properties=(), states="clusters", train=cellvq_graph.GraphTrainConfig(epochs=40), progress=False)
     inter = intermediate_states(a, groupby="clusters")
     res = path_adjacency(inter, ENDOCRINE_PATH)
     assert res["n_cells"] >= 50

@@ -5,17 +5,32 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch_geometric.nn.module_dict import ModuleDict
 
 from .conv import HeteroGATv2Conv
+from .inputs import GraphInputs
 
-__all__ = ["HeteroGAT", "edge_key"]
+__all__ = ["HeteroGAT", "legacy_state_dict"]
 
 EdgeType = tuple[str, str, str]
 
 
-def edge_key(edge_type: EdgeType) -> str:
-    """``("cell", "expresses", "gene")`` -> ``"cell__expresses__gene"`` (a valid ModuleDict key)."""
-    return "__".join(edge_type)
+def legacy_state_dict(state: dict, edge_types: list[EdgeType]) -> dict:
+    """Rename the keys of a checkpoint written before the convolutions were keyed by edge-type tuples.
+
+    Those checkpoints named a relation's convolution ``convs.<layer>.<src>__<rel>__<dst>``; PyG's
+    tuple-keyed :class:`~torch_geometric.nn.module_dict.ModuleDict` stores it as
+    ``convs.<layer>.<src___rel___dst>``. Keys of other modules pass unchanged.
+    """
+    old_to_new = {"__".join(et): ModuleDict.to_internal_key(tuple(et)) for et in edge_types}
+    out = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            if part in old_to_new and i >= 2 and parts[i - 2] == "convs":
+                parts[i] = old_to_new[part]
+        out[".".join(parts)] = value
+    return out
 
 
 class HeteroGAT(nn.Module):
@@ -67,9 +82,9 @@ class HeteroGAT(nn.Module):
         self.norms = nn.ModuleList()
         for _ in range(num_layers):
             self.convs.append(
-                nn.ModuleDict(
+                ModuleDict(
                     {
-                        edge_key(et): HeteroGATv2Conv(
+                        et: HeteroGATv2Conv(
                             hidden,
                             hidden // heads,
                             heads=heads,
@@ -82,45 +97,33 @@ class HeteroGAT(nn.Module):
             )
             self.norms.append(nn.ModuleDict({nt: nn.LayerNorm(hidden) for nt in self.node_types}))
 
-    def encode(
-        self,
-        x_dict: dict[str, Tensor],
-        n_id: dict[str, Tensor],
-        num_nodes: dict[str, int],
-        cell_mask: Tensor | None,
-    ) -> dict[str, Tensor]:
+    def encode(self, inp: GraphInputs) -> dict[str, Tensor]:
+        """Input projection per node type; masked cells get the mask token."""
         h = {}
         for nt in self.node_types:
             out = None
-            if nt in self.proj and nt in x_dict:
-                out = self.proj[nt](x_dict[nt])
+            if nt in self.proj and nt in inp.x_dict:
+                out = self.proj[nt](inp.x_dict[nt])
             if nt in self.emb:
-                e = self.emb[nt](n_id[nt])
+                e = self.emb[nt](inp.n_id[nt])
                 out = e if out is None else out + e
             if out is None:
-                out = torch.zeros(num_nodes[nt], self.hidden)
+                out = torch.zeros(inp.num_nodes[nt], self.hidden)
             h[nt] = out
+        cell_mask = inp.cell_mask
         if cell_mask is not None and cell_mask.any():
             h["cell"] = torch.where(cell_mask.unsqueeze(-1), self.mask_token.expand_as(h["cell"]), h["cell"])
         return h
 
     def forward(
-        self,
-        x_dict: dict[str, Tensor],
-        n_id: dict[str, Tensor],
-        num_nodes: dict[str, int],
-        edge_index_dict: dict[EdgeType, Tensor],
-        edge_attr_dict: dict[EdgeType, Tensor] | None = None,
-        cell_mask: Tensor | None = None,
-        return_attention: bool = False,
-        layers_out: list | None = None,
+        self, inp: GraphInputs, return_attention: bool = False, layers_out: list | None = None
     ) -> tuple[dict[str, Tensor], dict[tuple[EdgeType, int], tuple[Tensor, Tensor]]]:
         """Run all layers; returns final features per node type and, if asked, attention per (relation, layer).
 
         ``layers_out``, if a list, receives the feature dict after the input projection and after every layer.
         """
-        edge_attr_dict = edge_attr_dict or {}
-        h = self.encode(x_dict, n_id, num_nodes, cell_mask)
+        edge_index_dict, edge_attr_dict = inp.edge_index, inp.edge_attr or {}
+        h = self.encode(inp)
         if layers_out is not None:
             layers_out.append(h)
         attention: dict[tuple[EdgeType, int], tuple[Tensor, Tensor]] = {}
@@ -130,7 +133,7 @@ class HeteroGAT(nn.Module):
                 if et not in edge_index_dict:
                     continue
                 src, _, dst = et
-                conv = self.convs[layer][edge_key(et)]
+                conv = self.convs[layer][et]
                 out, (ei, alpha) = conv(
                     (h[src], h[dst]),
                     edge_index_dict[et],

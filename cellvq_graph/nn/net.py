@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from .conv import GeneAttentionPool
 from .hetero_gat import EdgeType, HeteroGAT
+from .inputs import GraphInputs
 
 __all__ = ["CellVQGraphNet", "BottleneckConfig"]
 
@@ -103,5 +104,6 @@ class CellVQGraphNet(nn.Module):
         """Bottleneck read-out: pooled cells ``[C, hidden]`` and attention ``[E, heads]`` on gene->cell edges."""
         return self.pool(h["gene"], h["cell"], edge_index[POOL_RELATION], edge_attr[POOL_RELATION])
 
-    def forward(self, *args, **kwargs):
-        return self.encoder(*args, **kwargs)
+    def forward(self, inp: GraphInputs, return_attention: bool = False, layers_out: list | None = None):
+        """The encoder's final features per node type and attention per (relation, layer), see :class:`HeteroGAT`."""
+        return self.encoder(inp, return_attention=return_attention, layers_out=layers_out)
