@@ -1,4 +1,4 @@
-"""`cellvq perturb evaluate|train|predict`: leave-perturbation-out evaluation of perturbation-effect
+"""`cellvq perturb evaluate|train|predict|sample`: leave-perturbation-out evaluation of perturbation-effect
 predictors; training one on a whole screen (genetic targets or compounds) and predicting new perturbations."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cellvq.cli_common import check_db_target, one_line_errors, out
+from cellvq.cli_common import check_db_target, check_writable_folder, one_line_errors, out
 
 perturb_app = typer.Typer(add_completion=False, no_args_is_help=True,
                           help="Predict genetic and drug perturbation effects and compare with simple baselines.")
@@ -274,3 +274,49 @@ def stimulus_cmd(
     out.print(summarize(metrics).round(3).to_string(index=False), markup=False, highlight=False, soft_wrap=True)
     out.print(f"predicted {metrics['perturbation'].nunique()} held-out cell types with {method}; wrote {out_dir}",
               markup=False, highlight=False)
+
+
+def sample_cells(shifts_csv: Path, control_h5ad: Path, key: str, control: str, cfg, model_dir: Path | None):
+    """Simulated control and perturbed cells (AnnData) for every perturbation of a shift table."""
+    import pandas as pd
+
+    import foundation
+    from cellvq.io import read_h5ad_checked
+    from foundation.perturb.samples import PerturbationSampler, check_shifts
+
+    adata = read_h5ad_checked(control_h5ad)
+    if key not in adata.obs:
+        raise KeyError(f"obs has no column {key!r}; pass the perturbation column with --key.")
+    labels = adata.obs[key].astype(str)
+    if not (labels == control).any():
+        raise ValueError(f"no cell has {key} == {control!r}; pass the control label with --control "
+                         f"(labels include {sorted(labels.unique())[:5]}).")
+    shifts = check_shifts(pd.read_csv(shifts_csv), adata.var_names)  # before the model loads
+    model = foundation.CellVQ.load(model_dir) if model_dir else foundation.load_pretrained()
+    return PerturbationSampler(model, adata[(labels == control).to_numpy()], cfg).sample(shifts)
+
+
+@perturb_app.command("sample")
+@one_line_errors
+def sample_cmd(
+    shifts_csv: Annotated[Path, typer.Argument(help="Shift table (observed.csv of `train`, --out of `predict`).")],
+    control_h5ad: Annotated[Path, typer.Option("--control-data", help="h5ad of raw counts holding the control cells.")],
+    out_h5ad: Annotated[Path, typer.Option("--out", help="h5ad of sampled raw counts to write.")],
+    key: Annotated[str, typer.Option("--key", help="obs column of perturbations in --control-data.")] = "perturbation",
+    control: Annotated[str, typer.Option("--control", help="Label of control cells in --key.")] = "non-targeting",
+    n_cells: Annotated[int, typer.Option("--cells", help="Cells sampled per perturbation (and as simulated controls).")] = 200,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    model_dir: Annotated[Path | None, typer.Option("--model", help="Checkpoint folder (default: the shipped one).")] = None,
+) -> None:
+    """Draw single cells for each perturbation of a shift table from the ZINB decoder at control cells
+    (docs/perturbation.md, "Cell-level samples"); obs `perturbation` = 'simulated control' for the unshifted ones."""
+    from cellvq.io import write_h5ad_atomic
+    from foundation.perturb.samples import SampleConfig
+
+    if n_cells < 1:
+        raise ValueError("--cells must be at least 1.")
+    check_writable_folder(out_h5ad.parent, "--out", out_h5ad)
+    adata = sample_cells(shifts_csv, control_h5ad, key, control, SampleConfig(n_cells=n_cells, seed=seed), model_dir)
+    write_h5ad_atomic(adata, out_h5ad)
+    out.print(f"sampled {adata.n_obs} cells ({adata.obs['perturbation'].nunique() - 1} perturbations + simulated "
+              f"controls) x {adata.n_vars} genes; wrote {out_h5ad}", markup=False, highlight=False)
