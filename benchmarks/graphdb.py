@@ -409,7 +409,8 @@ def _bulk_phase_lines(bulk: dict) -> list[str]:
     if phases:
         out.append("Its phases (first import, tool's own figures): " + "; ".join(
             f"{name} {sec:.1f} s" for name, sec in phases.items()) + ".")
-        importing = sum(sec for name, sec in phases.items() if name.lower().startswith(("node import", "relationship import")))
+        importing = sum(sec for name, sec in phases.items()
+                        if name.lower() in ("nodes", "relationships", "node import", "relationship import"))
         if importing > 0:
             out.append(f"Rows per second of the node + relationship import phases alone: "
                        f"{bulk['rows'] / importing:,.0f} (not the goal's figure; the rest is linking, "

@@ -239,11 +239,28 @@ def _tail(output: str, lines: int = 15) -> str:
 
 
 def import_phases(log_file: str | Path) -> dict[str, float]:
-    """Seconds of each phase of an import (``'Node import': 1.2, ...``) from the tool's output file,
-    as the tool reports them (``<phase> COMPLETED in <duration>``), in order."""
-    output = Path(log_file).read_text(errors="replace")
-    found = re.findall(r"^\s*(\S[^\n]*?) COMPLETED in ([^\n]*)$", output, re.MULTILINE)
-    return {name.strip(): _duration(took) for name, took in found}
+    """Seconds of each phase of an import (``{'Nodes': 0.94, 'Relationships': 1.08, ...}``), in order,
+    from the tool's output file.
+
+    Neo4j 5.26 writes ``<Phase>, started <timestamp>``, progress dots, then ``Done in <duration>``;
+    a warning printed without a newline (the heap-size advice) can run into the first phase's name,
+    so a leading ``... 1.000GiB`` is cut off. Older releases wrote ``<phase> COMPLETED in <duration>``;
+    both are read. A phase reported twice adds up."""
+    phases: dict[str, float] = {}
+    current = None
+    for line in Path(log_file).read_text(errors="replace").splitlines():
+        started = re.search(r"([^,]*), started \d{4}-\d\d-\d\d", line)
+        done = re.match(r"\s*Done in (.+)$", line)
+        completed = re.match(r"\s*(\S.*?) COMPLETED in (.+)$", line)
+        if started:
+            current = re.sub(r"^.*\d[KMGT]i?B", "", started.group(1)).strip()
+        elif done and current:
+            phases[current] = phases.get(current, 0.0) + _duration(done.group(1))
+            current = None
+        elif completed:
+            name = completed.group(1).strip()
+            phases[name] = phases.get(name, 0.0) + _duration(completed.group(2))
+    return phases
 
 
 def _count(output: str, what: str) -> int:

@@ -23,7 +23,7 @@ from graphdb_fixtures import (
 )
 
 from graphdb import open_store, write_bulk_import
-from graphdb.neo4j_admin import AdminConfig, Neo4jAdminError, find_classpath, import_full
+from graphdb.neo4j_admin import AdminConfig, Neo4jAdminError, find_classpath, import_full, import_phases
 
 live = pytest.mark.neo4j_live
 
@@ -89,6 +89,18 @@ def test_tool_imports_every_row_of_the_files(imported_home):
 
 
 @live
+def test_phases_of_the_tools_own_report(imported_home):
+    """The phases read back from the tool's real output: node and relationship import are there,
+    each took time, and together they fit inside the tool's own total."""
+    _, result = imported_home
+    phases = import_phases(result.log_file)
+    assert {"Nodes", "Relationships"} <= set(phases), phases
+    assert all(not name.startswith("WARNING") and "GiB" not in name for name in phases), phases
+    assert phases["Nodes"] > 0 and phases["Relationships"] > 0
+    assert sum(phases.values()) <= result.tool_seconds + 0.5, (phases, result.tool_seconds)
+
+
+@live
 def test_imported_counts_equal_an_online_write(imported, online, imported_home, tables):
     files, _ = imported_home
     assert imported.counts(tables.run_id) == online.counts(tables.run_id) == expected_run_counts(tables)
@@ -145,3 +157,17 @@ def test_missing_java_names_the_fix(tmp_path):
     with pytest.raises(Neo4jAdminError, match="install Java 17"):
         import_full(files, AdminConfig(home=tmp_path / "home", java=str(tmp_path / "no-java")))
     assert not (tmp_path / "home").exists()
+
+
+def test_phases_parser_reads_the_5_26_layout(tmp_path):
+    """The 5.26 layout (``<Phase>, started <ts>`` ... ``Done in <d>``), with the heap warning glued to
+    the first name as the tool prints it, and the older ``COMPLETED in`` lines."""
+    log = tmp_path / "import.out"
+    log.write_text(
+        "WARNING: heap size 512.0MiB may be too small to complete this import. Suggested heap size is "
+        "1.000GiBNodes, started 2026-12-04 13:08:18.297+0000\n[*Nodes:?? 7.969MiB]\n"
+        ".......... .......... 100%\nDone in 943ms\n"
+        "Relationship --> Relationship 1-10/10, started 2026-12-04 13:08:21.120+0000\n"
+        "Done in 1m 2s 298ms\nIMPORT DONE in 5s 774ms. \nNode import COMPLETED in 2s 5ms\n")
+    assert import_phases(log) == pytest.approx(
+        {"Nodes": 0.943, "Relationship --> Relationship 1-10/10": 62.298, "Node import": 2.005})
