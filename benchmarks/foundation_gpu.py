@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from foundation.config import CellVQConfig  # noqa: E402
 from foundation.nn.attention import varlen_available  # noqa: E402
-from foundation.nn.module import CellVQModule  # noqa: E402
+from foundation.nn.module import CellVQModule, LossWeights  # noqa: E402
 from foundation.tokens import make_batch, thin_counts, to_device  # noqa: E402
 
 # (architecture, train batch, embed batch); the presets CellVQConfig.medium / .large are the two sizes
@@ -180,13 +180,13 @@ def bench_size(label: str, size: tuple[CellVQConfig, int, int], counts, measured
     res["tokens_per_cell_median"] = float(np.median(lengths_all))
     res["tokens_per_cell_mean"] = float(np.mean(lengths_all))
     res["padding_share_sorted_batches"] = round(
-        1 - sum(int((~b["pad_mask"]).sum()) for b in embed_batches) / sum(b["pad_mask"].numel() for b in embed_batches), 4)
+        1 - sum(int((~b.pad_mask).sum()) for b in embed_batches) / sum(b.pad_mask.numel() for b in embed_batches), 4)
 
     module = CellVQModule(cfg).to(device)
     res["cellvq_parameters"] = sum(p.numel() for p in module.parameters())
 
     def n_tokens(b):  # + CLS
-        return (~b["pad_mask"]).sum(1).cpu().numpy() + 1
+        return (~b.pad_mask).sum(1).cpu().numpy() + 1
 
     embed_flops = [encoder_flops(n_tokens(b), d, nl, dff) for b in embed_batches]
     it = {"i": 0}
@@ -203,7 +203,7 @@ def bench_size(label: str, size: tuple[CellVQConfig, int, int], counts, measured
         z = {}
         for impl in ("packed", "padded"):
             module.encoder.attention = impl
-            z[impl] = module.cell_embedding(b["gene_ids"], b["values"], b["pad_mask"])[0].float()
+            z[impl] = module.cell_embedding(b.gene_ids, b.values, b.pad_mask)[0].float()
         res["packed_vs_padded_rel_err"] = float((z["packed"] - z["padded"]).norm() / z["padded"].norm())
         res["packed_uses_varlen_flash"] = varlen_available(torch.empty(1, nh, d // nh, device=device, dtype=dtype))
 
@@ -215,7 +215,7 @@ def bench_size(label: str, size: tuple[CellVQConfig, int, int], counts, measured
         def run_embed():
             bb = next_embed()
             with torch.no_grad(), autocast:
-                module.encode(bb["gene_ids"], bb["values"], bb["pad_mask"])
+                module.encode(bb.gene_ids, bb.values, bb.pad_mask)
 
         res[f"cellvq_{impl}_embed"] = measure(f"{label} cellvq {impl} embed", run_embed, eb,
                                               float(np.median(embed_flops)), device, warmup, iters, peak)
@@ -274,7 +274,7 @@ def bench_size(label: str, size: tuple[CellVQConfig, int, int], counts, measured
         def run_encoder_train():
             b1, _ = next_train()
             with autocast:
-                pooled, _, _ = module.encoder(b1["gene_ids"], b1["values"], b1["pad_mask"])
+                pooled, _, _ = module.encoder(b1.gene_ids, b1.values, b1.pad_mask)
                 loss = pooled.float().square().mean()
             loss.backward()
             opt.step()
@@ -287,8 +287,8 @@ def bench_size(label: str, size: tuple[CellVQConfig, int, int], counts, measured
     def run_full_step():
         b1, b2 = next_train()
         with autocast:
-            out = module(b1, view2=b2, contrastive_weight=1.0)
-        out["loss"].backward()
+            out = module.loss(b1, LossWeights(contrastive=1.0), view2=b2)
+        out.loss.backward()
         torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)

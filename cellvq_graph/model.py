@@ -274,7 +274,7 @@ class CellVQGraph:
                 if s
             )
             raise ValueError(f"{path} does not match its config (wrong or corrupted checkpoint): {detail}")
-        net.load_state_dict(state)
+        net.load_state_dict(state, strict=True)
         net.eval()
         return cls(index, config, net)
 

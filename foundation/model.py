@@ -316,12 +316,12 @@ class CellVQ:
                     batch = to_device(make_batch(vc[local], measured, self.config.max_tokens,
                                                  self.config.target_sum, with_targets=False), dev)
                     with autocast:
-                        out = module.encode(batch["gene_ids"], batch["values"], batch["pad_mask"])
+                        out = module.encode(batch.gene_ids, batch.values, batch.pad_mask)
                     z[idx] = out.z.float().cpu().numpy()
                     zq[idx] = out.z_q.float().cpu().numpy()
                     codes[idx] = out.codes.cpu().numpy()
                     if den is not None:
-                        dist = module.decoder(out.z_q, module.gene_embeddings(), batch["library"], batch["measured"])
+                        dist = module.decoder(out.z_q, module.gene_embeddings(), batch.library, batch.measured)
                         den[np.ix_(idx, matched_vars)] = (
                             dist.mean.float().cpu().numpy()[:, alignment.var_index[matched_vars]])
                     bar.update(len(local))

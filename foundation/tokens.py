@@ -10,9 +10,34 @@ the encoder and its genes are flagged in ``masked`` so that the loss can weight 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields, replace
+
 import numpy as np
 import scipy.sparse as sp
 import torch
+
+
+@dataclass
+class Batch:
+    """Encoder tokens of a batch of cells, and (for training) what the decoder must reconstruct.
+
+    ``gene_ids`` (cells, L) vocabulary indices, padded with ``n_genes``; ``values`` (cells, L) normalised
+    ``log1p`` expression of those genes; ``pad_mask`` (cells, L) True on padding; ``library`` (cells,) total
+    counts; ``measured`` (1 or cells, genes) genes the experiment measured. With targets: ``counts``
+    (cells, genes) dense counts and, when tokens were hidden, ``masked`` (cells, genes) True on them.
+    """
+
+    gene_ids: torch.Tensor
+    values: torch.Tensor
+    pad_mask: torch.Tensor
+    library: torch.Tensor
+    measured: torch.Tensor
+    counts: torch.Tensor | None = None
+    masked: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str) -> Batch:
+        moved = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        return replace(self, **{k: v.to(device, non_blocking=True) for k, v in moved.items()})
 
 
 def make_batch(
@@ -23,63 +48,72 @@ def make_batch(
     mask_ratio: float = 0.0,
     rng: np.random.Generator | None = None,
     with_targets: bool = True,
-) -> dict[str, torch.Tensor]:
+) -> Batch:
+    """Tokens of every cell of ``counts`` (cells x vocabulary, CSR).
+
+    Each cell keeps its expressed genes, the ``max_tokens`` highest by normalised value when it has more
+    (``np.argpartition``: among genes tied at the cut, which ones are kept is numpy's choice, as the shipped
+    checkpoints were trained); with ``mask_ratio`` a random share of each cell's tokens (at least one, when
+    it has two or more) is hidden and flagged in ``masked``.
+
+    The selection runs once per cell in Python on purpose. It costs 0.09 s for pbmc3k's 2,638 cells (0.2%
+    of embedding them on 2 CPU cores); a one-pass form over all stored values (``np.lexsort`` by row and
+    value) took 0.83 s, and, needing its own tie rule, changed which tied genes reach the encoder, hence
+    45% of pbmc3k's codes under the shipped checkpoint.
+    """
     counts = counts.tocsr()
     n, n_genes = counts.shape
     library = np.asarray(counts.sum(1)).ravel().astype(np.float32)
-    rows_ids: list[np.ndarray] = []
-    rows_vals: list[np.ndarray] = []
-    masked_rows: list[np.ndarray] = []
-    for i in range(n):
-        lo, hi = counts.indptr[i], counts.indptr[i + 1]
-        idx = counts.indices[lo:hi]
-        val = counts.data[lo:hi]
-        keep = val > 0
-        idx, val = idx[keep], val[keep]
-        norm = np.log1p(val / max(library[i], 1.0) * target_sum).astype(np.float32)
-        if len(idx) > max_tokens:
-            top = np.argpartition(-norm, max_tokens - 1)[:max_tokens]
-            idx, norm = idx[top], norm[top]
-        if mask_ratio > 0 and len(idx) > 1:
-            n_mask = max(1, int(round(mask_ratio * len(idx))))
-            perm = rng.permutation(len(idx)) if rng is not None else np.random.permutation(len(idx))
-            masked_rows.append(idx[perm[:n_mask]])
-            idx, norm = idx[perm[n_mask:]], norm[perm[n_mask:]]
-        else:
-            masked_rows.append(np.empty(0, dtype=np.int64))
-        rows_ids.append(idx)
-        rows_vals.append(norm)
-    length = max(1, max(len(r) for r in rows_ids))
-    gene_ids = np.full((n, length), n_genes, dtype=np.int64)
-    values = np.zeros((n, length), dtype=np.float32)
-    for i, (ids, vals) in enumerate(zip(rows_ids, rows_vals)):
-        gene_ids[i, : len(ids)] = ids
-        values[i, : len(ids)] = vals
-    batch = {
-        "gene_ids": torch.from_numpy(gene_ids),
-        "values": torch.from_numpy(values),
-        "pad_mask": torch.from_numpy(gene_ids == n_genes),
-        "library": torch.from_numpy(library),
-        "measured": _measured_tensor(measured),
-    }
+    cells = [_cell_tokens(counts.indices[lo:hi], counts.data[lo:hi], library[i], max_tokens, target_sum,
+                          mask_ratio, rng) for i, (lo, hi) in enumerate(zip(counts.indptr[:-1], counts.indptr[1:]))]
+    gene_ids, values = _padded([c[0] for c in cells], [c[1] for c in cells], n_genes)
+    batch = Batch(torch.from_numpy(gene_ids), torch.from_numpy(values), torch.from_numpy(gene_ids == n_genes),
+                  torch.from_numpy(library), measured_tensor(measured))
     if with_targets:
-        batch["counts"] = torch.from_numpy(counts.toarray().astype(np.float32))
+        batch.counts = torch.from_numpy(counts.toarray().astype(np.float32))
         if mask_ratio > 0:
+            hidden = [c[2] for c in cells]
             m = np.zeros((n, n_genes), dtype=bool)
-            for i, idx in enumerate(masked_rows):
-                m[i, idx] = True
-            batch["masked"] = torch.from_numpy(m)
+            m[np.repeat(np.arange(n), [len(h) for h in hidden]), np.concatenate(hidden).astype(np.int64)] = True
+            batch.masked = torch.from_numpy(m)
     return batch
 
 
-def _measured_tensor(measured: np.ndarray) -> torch.Tensor:
+def _cell_tokens(idx: np.ndarray, val: np.ndarray, library: float, max_tokens: int, target_sum: float,
+                 mask_ratio: float, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One cell's (fed gene ids, their normalised values, hidden gene ids)."""
+    keep = val > 0
+    idx, val = idx[keep], val[keep]
+    norm = np.log1p(val / max(library, 1.0) * target_sum).astype(np.float32)
+    if len(idx) > max_tokens:
+        top = np.argpartition(-norm, max_tokens - 1)[:max_tokens]
+        idx, norm = idx[top], norm[top]
+    if mask_ratio > 0 and len(idx) > 1:
+        n_mask = max(1, int(round(mask_ratio * len(idx))))
+        perm = rng.permutation(len(idx)) if rng is not None else np.random.permutation(len(idx))
+        return idx[perm[n_mask:]], norm[perm[n_mask:]], idx[perm[:n_mask]]
+    return idx, norm, np.empty(0, dtype=np.int64)
+
+
+def _padded(ids: list[np.ndarray], vals: list[np.ndarray], n_genes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(cells, longest) gene ids padded with ``n_genes``, and their values padded with 0."""
+    length = max(1, max((len(r) for r in ids), default=0))
+    gene_ids = np.full((len(ids), length), n_genes, dtype=np.int64)
+    values = np.zeros((len(ids), length), dtype=np.float32)
+    for i, (row_ids, row_vals) in enumerate(zip(ids, vals)):
+        gene_ids[i, : len(row_ids)] = row_ids
+        values[i, : len(row_ids)] = row_vals
+    return gene_ids, values
+
+
+def measured_tensor(measured: np.ndarray) -> torch.Tensor:
     """(1, genes) for one mask shared by the batch, (cells, genes) for one mask per cell."""
     m = torch.from_numpy(np.ascontiguousarray(measured, dtype=bool))
     return m.unsqueeze(0) if m.ndim == 1 else m
 
 
-def to_device(batch: dict[str, torch.Tensor], device: torch.device | str) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+def to_device(batch: Batch, device: torch.device | str) -> Batch:
+    return batch.to(device)
 
 
 def thin_counts(counts: sp.csr_matrix, rng: np.random.Generator, keep_min: float = 0.5) -> sp.csr_matrix:

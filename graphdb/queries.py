@@ -31,7 +31,7 @@ _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\|[A-Za-z_][A-Za-z0-9_]*)*|[0
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*>")
 
 
-def _fill(template: str, **names: str) -> str:
+def fill_template(template: str, **names: str) -> str:
     """Put schema names (labels, types, property keys, a relationship alternation ``A|B`` or a numeric
     bound -- never values, which travel as ``$parameters``) into a statement template's ``<NAME>`` slots."""
     for key, value in names.items():
@@ -177,7 +177,7 @@ RETURN DISTINCT node.symbol AS symbol
 #: Gene neighbourhood within ``depth`` steps, one statement per (kinds, depth). The bound of a
 #: variable-length pattern cannot be a parameter, so each depth is its own constant statement.
 GENE_NETWORK_NODES: dict[tuple[tuple[str, ...], int], str] = {
-    (kinds, depth): _fill(_GENE_NETWORK_TEMPLATE, PATTERN=pattern, DEPTH=str(int(depth)))
+    (kinds, depth): fill_template(_GENE_NETWORK_TEMPLATE, PATTERN=pattern, DEPTH=str(int(depth)))
     for kinds, pattern in _GRN_PATTERNS.items()
     for depth in GENE_NETWORK_DEPTHS
 }
@@ -185,12 +185,12 @@ GENE_NETWORK_NODES: dict[tuple[tuple[str, ...], int], str] = {
 def _edge_columns(rtype: str) -> str:
     """``e.weight AS weight, ...``: every declared property of a network type but ``runId`` (for
     ``REGULATES`` its evidence), so a property added to the declaration comes back from the queries."""
-    return ", ".join(_fill("e.<P> AS <P>", P=p) for p in RELATIONSHIPS[rtype].set_properties)
+    return ", ".join(fill_template("e.<P> AS <P>", P=p) for p in RELATIONSHIPS[rtype].set_properties)
 
 
 #: Edges of one network type among a set of genes (``$symbols``), by relationship type.
 GENE_NETWORK_EDGES: dict[str, str] = {
-    rtype: _fill(
+    rtype: fill_template(
         _COMPLETE_RUN
         + """
 UNWIND $symbols AS symbol
@@ -214,7 +214,7 @@ RETURN g.symbol AS symbol, g.ensemblId AS ensemblId
 
 #: Every edge of one network type of a run (GRN export), by relationship type.
 GRN_EDGES: dict[str, str] = {
-    rtype: _fill(
+    rtype: fill_template(
         _COMPLETE_RUN
         + """
 MATCH (a:Gene)-[e:<TYPE> {runId: $runId}]->(b:Gene)
@@ -340,17 +340,17 @@ ORDER BY perturbation
 """
 
 #: ``count`` of every node label / relationship type in the whole store.
-COUNT_NODES: dict[str, str] = {label: _fill("MATCH (n:<LABEL>) RETURN count(n) AS n", LABEL=label) for label in NODES}
+COUNT_NODES: dict[str, str] = {label: fill_template("MATCH (n:<LABEL>) RETURN count(n) AS n", LABEL=label) for label in NODES}
 COUNT_RELS: dict[str, str] = {
-    rtype: _fill("MATCH ()-[e:<TYPE>]->() RETURN count(e) AS n", TYPE=rtype) for rtype in RELATIONSHIPS
+    rtype: fill_template("MATCH ()-[e:<TYPE>]->() RETURN count(e) AS n", TYPE=rtype) for rtype in RELATIONSHIPS
 }
 #: ``count`` of a run's own facts: its per-run nodes and its relationships.
 COUNT_RUN_NODES: dict[str, str] = {
-    label: _fill("MATCH (n:<LABEL> {runId: $runId}) RETURN count(n) AS n", LABEL=label)
+    label: fill_template("MATCH (n:<LABEL> {runId: $runId}) RETURN count(n) AS n", LABEL=label)
     for label in run_labels()
 }
 COUNT_RUN_RELS: dict[str, str] = {
-    rtype: _fill("MATCH ()-[e:<TYPE> {runId: $runId}]->() RETURN count(e) AS n", TYPE=rtype)
+    rtype: fill_template("MATCH ()-[e:<TYPE> {runId: $runId}]->() RETURN count(e) AS n", TYPE=rtype)
     for rtype in RELATIONSHIPS
 }
 
@@ -387,7 +387,7 @@ DETACH DELETE r
 
 #: Delete up to ``$batchSize`` of a run's relationships of one type; returns ``deleted``.
 DELETE_RUN_RELS: dict[str, str] = {
-    rtype: _fill(
+    rtype: fill_template(
         """
 MATCH ()-[e:<TYPE> {runId: $runId}]->()
 WITH e LIMIT $batchSize
@@ -401,7 +401,7 @@ RETURN count(*) AS deleted
 
 #: Delete up to ``$batchSize`` of a run's per-run nodes of one label; returns ``deleted``.
 DELETE_RUN_NODES: dict[str, str] = {
-    label: _fill(
+    label: fill_template(
         """
 MATCH (n:<LABEL> {runId: $runId})
 WITH n LIMIT $batchSize
@@ -417,7 +417,7 @@ RETURN count(*) AS deleted
 # Neo4j writes: constraints, indexes, batched UNWIND ... MERGE
 
 NEO4J_CONSTRAINTS: dict[str, str] = {
-    label + "_key": _fill("CREATE CONSTRAINT cellvq_<NAME>_key IF NOT EXISTS FOR (n:<LABEL>) REQUIRE n.<KEY> IS UNIQUE",
+    label + "_key": fill_template("CREATE CONSTRAINT cellvq_<NAME>_key IF NOT EXISTS FOR (n:<LABEL>) REQUIRE n.<KEY> IS UNIQUE",
                           NAME=label.lower(), LABEL=label, KEY=spec.key)
     for label, spec in NODES.items()
 }
@@ -431,7 +431,7 @@ NEO4J_INDEXES: dict[str, str] = {
     "Gene_ensemblId": "CREATE INDEX cellvq_gene_ensembl IF NOT EXISTS FOR (n:Gene) ON (n.ensemblId)",
     "Run_status": "CREATE INDEX cellvq_run_status IF NOT EXISTS FOR (n:Run) ON (n.status)",
     **{
-        rtype + "_runId": _fill("CREATE INDEX cellvq_<NAME>_run IF NOT EXISTS FOR ()-[e:<TYPE>]-() ON (e.runId)",
+        rtype + "_runId": fill_template("CREATE INDEX cellvq_<NAME>_run IF NOT EXISTS FOR ()-[e:<TYPE>]-() ON (e.runId)",
                                 NAME=rtype.lower(), TYPE=rtype)
         for rtype in RELATIONSHIPS
     },
@@ -450,9 +450,9 @@ def _merge_node(label: str, skip: frozenset[str] = frozenset()) -> str:
 
     A ``keep_known`` label keeps a stored value where the row has none (``coalesce``)."""
     spec = NODES[label]
-    head = _fill("\nUNWIND $rows AS row\nMERGE (n:<LABEL> {<KEY>: row.<KEY>})\n", LABEL=label, KEY=spec.key)
+    head = fill_template("\nUNWIND $rows AS row\nMERGE (n:<LABEL> {<KEY>: row.<KEY>})\n", LABEL=label, KEY=spec.key)
     template = "n.<P> = coalesce(row.<P>, n.<P>)" if spec.keep_known else "n.<P> = row.<P>"
-    sets = [_fill(template, P=name) for name in spec.property_names if name != spec.key and name not in skip]
+    sets = [fill_template(template, P=name) for name in spec.property_names if name != spec.key and name not in skip]
     return head + ("SET " + ", ".join(sets) + "\n" if sets else "")
 
 
@@ -485,12 +485,12 @@ def _create_rel(rtype: str, skip: frozenset[str] = frozenset(), *, lock: bool = 
     names = {"START": spec.start, "SKEY": start.key, "END": spec.end, "EKEY": end.key, "TYPE": rtype}
     head = ((_RUN_WRITER_LOCK if lock else _RUN_WRITER_CHECK) + "UNWIND $rows AS row\nMATCH (a:<START> {<SKEY>: row.startKey})\n"
             "MATCH (b:<END> {<EKEY>: row.endKey})\n")
-    key = "".join(_fill(", <P>: row.<P>", P=p) for p in spec.merge_on)
+    key = "".join(fill_template(", <P>: row.<P>", P=p) for p in spec.merge_on)
     props = [p for p in spec.set_properties if p not in skip]
     if not props:
-        return _fill(head + "CREATE (a)-[:<TYPE> {runId: row.runId" + key + "}]->(b)\n", **names)
-    create = _fill(head + "CREATE (a)-[e:<TYPE> {runId: row.runId" + key + "}]->(b)\n", **names)
-    return create + "SET " + ", ".join(_fill("e.<P> = row.<P>", P=p) for p in props) + "\n"
+        return fill_template(head + "CREATE (a)-[:<TYPE> {runId: row.runId" + key + "}]->(b)\n", **names)
+    create = fill_template(head + "CREATE (a)-[e:<TYPE> {runId: row.runId" + key + "}]->(b)\n", **names)
+    return create + "SET " + ", ".join(fill_template("e.<P> = row.<P>", P=p) for p in props) + "\n"
 
 
 def merge_without(name: str, skip: frozenset[str]) -> str:
@@ -533,19 +533,19 @@ PING = "RETURN 1 AS ok"
 
 
 def _columns(properties: tuple[tuple[str, str], ...]) -> list[str]:
-    return [_fill("<NAME> <KIND>", NAME=name, KIND=kind) for name, kind in properties]
+    return [fill_template("<NAME> <KIND>", NAME=name, KIND=kind) for name, kind in properties]
 
 
 def _ladybug_node_ddl(label: str) -> str:
     spec = NODES[label]
     template = "CREATE NODE TABLE IF NOT EXISTS <LABEL>(" + ", ".join(_columns(spec.typed)) + ", PRIMARY KEY(<KEY>))"
-    return _fill(template, LABEL=label, KEY=spec.key)
+    return fill_template(template, LABEL=label, KEY=spec.key)
 
 
 def _ladybug_rel_ddl(rtype: str) -> str:
     spec = RELATIONSHIPS[rtype]
     cols = "".join(", " + c for c in _columns(spec.typed))
-    return _fill("CREATE REL TABLE IF NOT EXISTS <TYPE>(FROM <START> TO <END>" + cols + ")",
+    return fill_template("CREATE REL TABLE IF NOT EXISTS <TYPE>(FROM <START> TO <END>" + cols + ")",
                  TYPE=rtype, START=spec.start, END=spec.end)
 
 
@@ -556,18 +556,18 @@ LADYBUG_DDL: dict[str, str] = {
 }
 
 #: Bulk load of one table from a DataFrame passed as ``$frame`` (columns in table order).
-COPY: dict[str, str] = {name: _fill("COPY <TABLE> FROM $frame", TABLE=name) for name in (*NODES, *RELATIONSHIPS)}
+COPY: dict[str, str] = {name: fill_template("COPY <TABLE> FROM $frame", TABLE=name) for name in (*NODES, *RELATIONSHIPS)}
 
 #: The stored columns of every table (``name, type``), by table.
 LADYBUG_TABLE_COLUMNS: dict[str, str] = {
-    name: _fill("CALL table_info('<TABLE>') RETURN name, type", TABLE=name) for name in (*NODES, *RELATIONSHIPS)
+    name: fill_template("CALL table_info('<TABLE>') RETURN name, type", TABLE=name) for name in (*NODES, *RELATIONSHIPS)
 }
 LADYBUG_CELL_COLUMNS = LADYBUG_TABLE_COLUMNS["Cell"]
 
 #: A declared property that a store created by an older graphdb lacks, added to its table. New
 #: properties are declared last, so the added (appended) column keeps the declared column order.
 LADYBUG_ADD_COLUMN: dict[tuple[str, str], str] = {
-    (name, prop): _fill("ALTER TABLE <TABLE> ADD IF NOT EXISTS <NAME> <KIND>", TABLE=name, NAME=prop, KIND=kind)
+    (name, prop): fill_template("ALTER TABLE <TABLE> ADD IF NOT EXISTS <NAME> <KIND>", TABLE=name, NAME=prop, KIND=kind)
     for name, spec in (*NODES.items(), *RELATIONSHIPS.items())
     for prop, kind in spec.typed
 }
@@ -585,7 +585,7 @@ def cell_column_statement(template: str, name: str, kind: str = "STRING") -> str
     :data:`graphdb.schema.CELL_PROPERTY_PATTERN` and ``kind`` be STRING / INT64 / DOUBLE."""
     if not CELL_PROPERTY_PATTERN.match(name) or kind not in ("STRING", "INT64", "DOUBLE"):
         raise ValueError(f"invalid Cell column {name!r} of type {kind!r}")
-    return _fill(template, NAME=name, TYPE=kind)
+    return fill_template(template, NAME=name, TYPE=kind)
 
 
 LADYBUG_EXISTING_CELLS = """

@@ -211,7 +211,7 @@ def test_gdsc_files_rebuild_from_shared(tmp_path):
     import gzip
 
     from foundation.datasets import FILES_DIR
-    from foundation.datasets import _gdsc_build as b
+    from foundation.datasets import gdsc_build as b
 
     try:
         src = datasets.shared_data_dir() / "gdsc"

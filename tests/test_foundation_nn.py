@@ -16,7 +16,7 @@ from foundation.distributions import NegativeBinomial, ZeroInflatedNegativeBinom
 from foundation.errors import CheckpointError
 from foundation.nn.attention import GeneSelfAttention, padded_varlen_attention
 from foundation.nn.encoder import GeneExpressionEncoder
-from foundation.nn.module import CellVQModule, info_nce
+from foundation.nn.module import CellVQModule, LossWeights, info_nce
 from foundation.nn.quantize import EMAVectorQuantizer, SoftConditionalVQ, code_to_str
 from foundation.tokens import make_batch, random_panel, thin_counts
 
@@ -102,13 +102,13 @@ def test_encoder_packed_and_padded_paths_agree_forward_and_backward():
     x[3, :] = 0
     x[3, 5] = 2  # a one-gene cell
     b = make_batch(x.tocsr(), np.ones(300, bool), 64)
-    assert b["pad_mask"].sum(1).max() > 30 and b["pad_mask"].sum(1).min() == 0
-    valid = (~b["pad_mask"])[..., None]
+    assert b.pad_mask.sum(1).max() > 30 and b.pad_mask.sum(1).min() == 0
+    valid = (~b.pad_mask)[..., None]
     res = {}
     for impl in ("padded", "packed"):
         m.zero_grad()
         m.encoder.attention = impl
-        pooled, tokens, _ = m.encoder(b["gene_ids"], b["values"], b["pad_mask"])
+        pooled, tokens, _ = m.encoder(b.gene_ids, b.values, b.pad_mask)
         tokens = tokens * valid
         (pooled.square().sum() + tokens.square().sum()).backward()
         res[impl] = (pooled.detach(), tokens.detach(), {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None})
@@ -119,7 +119,7 @@ def test_encoder_packed_and_padded_paths_agree_forward_and_backward():
         assert torch.allclose(g1[name], g2[name], rtol=1e-4, atol=1e-3), name
     m.encoder.attention = "ragged"
     with pytest.raises(ValueError, match="attention='ragged'"):
-        m.encoder(b["gene_ids"], b["values"], b["pad_mask"])
+        m.encoder(b.gene_ids, b.values, b.pad_mask)
 
 
 def test_packed_path_under_bf16_autocast_matches_fp32_and_trains():
@@ -133,15 +133,15 @@ def test_packed_path_under_bf16_autocast_matches_fp32_and_trains():
     b2 = make_batch(thin_counts(x, rng), np.ones(300, bool), 64, mask_ratio=0.3, rng=rng, with_targets=False)
     m.encoder.attention = "padded"
     with torch.no_grad():
-        ref = m.encoder(b["gene_ids"], b["values"], b["pad_mask"])[0]
+        ref = m.encoder(b.gene_ids, b.values, b.pad_mask)[0]
     m.encoder.attention = "packed"
     with torch.autocast("cpu", dtype=torch.bfloat16):
         with torch.no_grad():
-            pooled = m.encoder(b["gene_ids"], b["values"], b["pad_mask"])[0]
-        out = m(b, view2=b2, contrastive_weight=1.0)
+            pooled = m.encoder(b.gene_ids, b.values, b.pad_mask)[0]
+        out = m.loss(b, LossWeights(contrastive=1.0), view2=b2)
     assert float((pooled.float() - ref).norm() / ref.norm()) < 1e-2
-    out["loss"].backward()
-    assert torch.isfinite(out["loss"]) and m.encoder.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and m.encoder.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
 
 
 def test_gpu_benchmark_code_paths_run_on_cpu(tmp_path):
@@ -208,12 +208,12 @@ def test_make_batch_masks_and_pads():
     X = sp.csr_matrix(np.array([[0, 5, 1, 0, 2, 9], [1, 0, 0, 0, 0, 0]], dtype=np.float32))
     measured = np.array([1, 1, 1, 1, 0, 1], dtype=bool)
     b = make_batch(X, measured, max_tokens=3, mask_ratio=0.34, rng=np.random.default_rng(0))
-    assert b["gene_ids"].shape[0] == 2
+    assert b.gene_ids.shape[0] == 2
     # row 0 keeps its 3 highest genes (5, 1?, 2, 9 -> 9, 5, 2), one masked, two fed
-    fed = set(b["gene_ids"][0][~b["pad_mask"][0]].tolist())
-    masked = set(np.flatnonzero(b["masked"][0].numpy()).tolist())
+    fed = set(b.gene_ids[0][~b.pad_mask[0]].tolist())
+    masked = set(np.flatnonzero(b.masked[0].numpy()).tolist())
     assert len(fed) == 2 and len(masked) == 1 and (fed | masked) == {1, 4, 5}
-    assert b["library"].tolist() == [17.0, 1.0]
+    assert b.library.tolist() == [17.0, 1.0]
 
 
 def tiny_module_and_counts():
@@ -227,9 +227,9 @@ def tiny_module_and_counts():
 def test_module_loss_is_finite_and_backprops():
     m, X = tiny_module_and_counts()
     b = make_batch(X, np.ones(30, bool), 16, mask_ratio=0.3, rng=np.random.default_rng(0))
-    out = m(b)
-    assert torch.isfinite(out["loss"])
-    out["loss"].backward()
+    out = m.loss(b)
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
     assert m.encoder.gene_embedding.weight.grad is not None
 
 
@@ -301,11 +301,11 @@ def test_module_contrastive_view_adds_a_loss_that_backprops():
     rng = np.random.default_rng(0)
     b = make_batch(X, np.ones(30, bool), 16, mask_ratio=0.3, rng=rng)
     v = make_batch(thin_counts(X, rng), np.ones(30, bool), 16, mask_ratio=0.3, rng=rng, with_targets=False)
-    plain = m(b)
-    both = m(b, view2=v, contrastive_weight=1.0)
-    assert float(plain["contrastive"]) == 0.0 and float(both["contrastive"]) > 0
-    assert torch.allclose(both["loss"] - both["contrastive"], plain["loss"], atol=1e-5)
-    both["loss"].backward()
+    plain = m.loss(b)
+    both = m.loss(b, LossWeights(contrastive=1.0), view2=v)
+    assert float(plain.contrastive) == 0.0 and float(both.contrastive) > 0
+    assert torch.allclose(both.loss - both.contrastive, plain.loss, atol=1e-5)
+    both.loss.backward()
     assert m.proj[0].weight.grad is not None
 
 

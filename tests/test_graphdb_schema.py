@@ -132,13 +132,13 @@ def test_every_statement_is_parameterised():
 
 def test_statement_templates_take_schema_names_only():
     """Labels, types and keys go into statement text through one checked helper; a value cannot."""
-    assert q._fill("MATCH (n:<LABEL>) RETURN n.<KEY>", LABEL="Gene", KEY="symbol") == "MATCH (n:Gene) RETURN n.symbol"
-    assert q._fill("[:<PATTERN>*1..<DEPTH>]", PATTERN="REGULATES|CO_EXPRESSED", DEPTH="3") == "[:REGULATES|CO_EXPRESSED*1..3]"
+    assert q.fill_template("MATCH (n:<LABEL>) RETURN n.<KEY>", LABEL="Gene", KEY="symbol") == "MATCH (n:Gene) RETURN n.symbol"
+    assert q.fill_template("[:<PATTERN>*1..<DEPTH>]", PATTERN="REGULATES|CO_EXPRESSED", DEPTH="3") == "[:REGULATES|CO_EXPRESSED*1..3]"
     for value in ("Gene) DETACH DELETE n //", "x'}", "CD4 T", ""):
         with pytest.raises(ValueError, match="not a schema name"):
-            q._fill("MATCH (n:<LABEL>) RETURN n", LABEL=value)
+            q.fill_template("MATCH (n:<LABEL>) RETURN n", LABEL=value)
     with pytest.raises(ValueError, match="unfilled placeholder"):
-        q._fill("MATCH (n:<LABEL>)-[e:<TYPE>]->() RETURN n", LABEL="Gene")
+        q.fill_template("MATCH (n:<LABEL>)-[e:<TYPE>]->() RETURN n", LABEL="Gene")
 
 
 @pytest.mark.parametrize(

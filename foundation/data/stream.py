@@ -30,12 +30,12 @@ from anndata import AnnData
 
 from foundation.data.align import GeneAlignment, align_genes, align_names, check_alignment, to_vocab_csr
 from foundation.data.validate import (
-    _diagnose,
-    _scan,
     check_counts,
     check_unique_genes,
     get_matrix,
     iter_row_chunks,
+    raise_unless_counts,
+    scan_values,
 )
 from foundation.data.vocab import GeneVocab
 from foundation.errors import CorruptFileError, DuplicateGenesError, EmptyCellsError, MissingKeyError
@@ -378,10 +378,10 @@ class CountsStream(IterableDataset):
             col_sums = np.zeros(of.shape[1], dtype=np.float64)
             if validate:
                 where = f"{path} ({'X' if self.layer is None else f'layers[{self.layer!r}]'})"
-                st, nnz = _scan(of.X, col_sums=col_sums)
+                st, nnz = scan_values(of.X, col_sums=col_sums)
                 others = [k for k in of.layers if k != self.layer]
                 hint = f" (layers in the file: {others}; CountsStream(..., layer=...))" if others else ""
-                _diagnose(st, nnz, of.shape, where, hint, obs_names=of.obs_names)
+                raise_unless_counts(st, nnz, of.shape, where, hint, obs_names=of.obs_names)
                 sums = np.concatenate(st.row_sums) if st.row_sums else np.zeros(0)
                 empty = np.flatnonzero(sums <= 0)
                 if empty.size:

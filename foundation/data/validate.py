@@ -30,6 +30,9 @@ __all__ = [
     "check_nonempty_cells",
     "validate_anndata",
     "iter_row_chunks",
+    "CountStats",
+    "scan_values",
+    "raise_unless_counts",
     "INTEGER_TOL",
 ]
 
@@ -106,7 +109,7 @@ def to_csr32(M) -> sp.csr_matrix:
 
 
 @dataclass
-class _CountStats:
+class CountStats:
     """Running statistics over the stored values of a matrix."""
 
     n_values: int = 0
@@ -150,13 +153,13 @@ class _CountStats:
                         self.example_nonint.append(float(v))
 
 
-def _scan(X, keep_row_sums: bool = True, col_sums: np.ndarray | None = None, chunk_rows: int = CHUNK_ROWS
-          ) -> tuple[_CountStats, int]:
+def scan_values(X, keep_row_sums: bool = True, col_sums: np.ndarray | None = None, chunk_rows: int = CHUNK_ROWS
+          ) -> tuple[CountStats, int]:
     """Statistics of every stored value of X, chunked when backed. Returns (stats, n_stored).
 
     ``col_sums`` (float64, n_vars), if given, is incremented in place by the column sums.
     """
-    st = _CountStats()
+    st = CountStats()
     nnz = 0
     if is_backed_matrix(X) or isinstance(X, np.ndarray):
         chunks: Iterator[tuple[int, sp.csr_matrix]] = (
@@ -188,7 +191,7 @@ def _hints(adata: AnnData | None, layer: str | None) -> str:
     return (" (" + "; ".join(parts) + ")") if parts else ""
 
 
-def _diagnose(st: _CountStats, nnz: int, shape: tuple[int, int], where: str, hint: str,
+def raise_unless_counts(st: CountStats, nnz: int, shape: tuple[int, int], where: str, hint: str,
               obs_names=None) -> None:
     """Raise CountsValidationError describing what the matrix looks like instead of raw counts."""
     fix = f"CellVQ needs raw UMI counts: pass layer='counts' or restore raw counts{hint}."
@@ -243,8 +246,8 @@ def check_counts(X, *, where: str = "matrix", adata: AnnData | None = None, laye
     NaN/inf and negative values are looked for in every stored value; integrality is checked on every
     stored value too (tolerance :data:`INTEGER_TOL`). ``adata`` / ``layer`` only enrich the message.
     """
-    st, nnz = _scan(X)
-    _diagnose(st, nnz, X.shape, where, _hints(adata, layer),
+    st, nnz = scan_values(X)
+    raise_unless_counts(st, nnz, X.shape, where, _hints(adata, layer),
               obs_names=adata.obs_names if adata is not None else None)
     if st.vmax <= 1:
         warnings.warn(
@@ -276,8 +279,8 @@ def scan_counts(adata: AnnData, layer: str | None = None, chunk_rows: int = CHUN
     """
     X = get_matrix(adata, layer)
     col_sums = np.zeros(X.shape[1], dtype=np.float64)
-    st, nnz = _scan(X, keep_row_sums=True, col_sums=col_sums, chunk_rows=chunk_rows)
-    _diagnose(st, nnz, X.shape, _where(layer), _hints(adata, layer), obs_names=adata.obs_names)
+    st, nnz = scan_values(X, keep_row_sums=True, col_sums=col_sums, chunk_rows=chunk_rows)
+    raise_unless_counts(st, nnz, X.shape, _where(layer), _hints(adata, layer), obs_names=adata.obs_names)
     if st.vmax <= 1:
         warnings.warn(
             f"{_where(layer)} holds only 0/1 values; CellVQ expects UMI counts, binarised data will embed poorly.",

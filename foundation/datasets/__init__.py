@@ -238,13 +238,13 @@ def gdsc() -> AnnData:
     Sources: ``<shared>/gdsc/`` (the ``violet-sto/TGSA`` / DeepCDR data; GDSC terms of use). The expression
     file is shipped unchanged; IC50 is restricted to the 568 lines with expression (6 decimals); annotations
     (``Cell_lines_annotations_20181226.txt``) are slimmed to 10 columns; Entrez ids map to symbols through a
-    COSMIC Cancer Gene Census table. ``foundation/datasets/_gdsc_build.py`` rebuilds the files from the shared
+    COSMIC Cancer Gene Census table. ``foundation/datasets/gdsc_build.py`` rebuilds the files from the shared
     folder; ``foundation/datasets/files/README.md`` lists them. Use with
     :func:`foundation.tasks.drug_response_features` / :func:`foundation.tasks.predict_drug_response`.
     """
     import pandas as pd
 
-    from foundation.datasets import _gdsc_build as b
+    from foundation.datasets import gdsc_build as b
 
     paths = {k: FILES_DIR / f for k, f in (("expression", b.EXPRESSION), ("ic50", b.IC50), ("lines", b.LINES),
                                             ("genes", b.GENES))}
@@ -253,7 +253,7 @@ def gdsc() -> AnnData:
         raise FileNotFoundError(
             f"gdsc: bundled files missing: {missing}; they ship with the package (foundation/datasets/files). "
             "Reinstall CellVQ (pip install -e .), or rebuild them from ../shared/data/gdsc with "
-            "foundation.datasets._gdsc_build.build_gdsc_files."
+            "foundation.datasets.gdsc_build.build_gdsc_files."
         )
     expr = pd.read_csv(paths["expression"], index_col=0)
     genes = pd.read_csv(paths["genes"], dtype={"symbol": str, "entrez_id": np.int64})

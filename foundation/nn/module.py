@@ -12,6 +12,7 @@ from foundation.config import CellVQConfig
 from foundation.nn.decoder import ZINBDecoder
 from foundation.nn.encoder import GeneExpressionEncoder
 from foundation.nn.quantize import EMAVectorQuantizer, NoQuantizer, SoftConditionalVQ
+from foundation.tokens import Batch
 
 
 @dataclass
@@ -22,6 +23,35 @@ class ModuleOutput:
     q_loss: torch.Tensor
     perplexity: torch.Tensor
     attention: list[torch.Tensor]
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the pretraining terms: ``commit`` and ``diversity`` of the quantiser, ``masked`` of the
+    reconstruction of hidden tokens, ``contrastive`` of the cross-view InfoNCE at ``temperature``."""
+
+    commit: float = 0.25
+    diversity: float = 0.1
+    masked: float = 1.0
+    contrastive: float = 0.0
+    temperature: float = 0.1
+
+
+@dataclass
+class LossOutput:
+    """``loss`` to back-propagate; the others detached, for logging: per-cell ZINB ``nll`` (per 1,000
+    genes), ``masked_nll`` of hidden tokens, quantiser ``q_loss``, ``contrastive``, code ``perplexity``,
+    and each cell's ``codes``."""
+
+    loss: torch.Tensor
+    nll: torch.Tensor
+    masked_nll: torch.Tensor
+    q_loss: torch.Tensor
+    contrastive: torch.Tensor
+    perplexity: torch.Tensor
+    codes: torch.Tensor
+
+    LOGGED = ("loss", "nll", "masked_nll", "q_loss", "contrastive", "perplexity")
 
 
 class CellVQModule(nn.Module):
@@ -60,45 +90,42 @@ class CellVQModule(nn.Module):
         q = self.quantizer(z, commit_weight=commit_weight, diversity_weight=diversity_weight)
         return ModuleOutput(z, q.z_q, q.codes, q.loss, q.perplexity, attn)
 
-    def forward(self, batch: dict[str, torch.Tensor], commit_weight=0.25, diversity_weight=0.1, masked_weight=1.0,
-                view2: dict[str, torch.Tensor] | None = None, contrastive_weight: float = 0.0,
-                temperature: float = 0.1):
-        """Pretraining losses for a batch made by :func:`foundation.tokens.make_batch`.
+    def loss(self, batch: Batch, weights: LossWeights | None = None, view2: Batch | None = None) -> LossOutput:
+        """Pretraining losses for a batch made by :func:`foundation.tokens.make_batch` (with targets).
 
         ``view2``: the same cells seen again (counts thinned, other genes masked; see
         :func:`foundation.tokens.thin_counts`). Its embedding must pick out its own cell among the batch
-        (symmetric InfoNCE on cosine similarity / ``temperature``), which ties cells measured at different
-        depths and gene coverage to one place in the embedding.
+        (symmetric InfoNCE on cosine similarity / ``weights.temperature``), which ties cells measured at
+        different depths and gene coverage to one place in the embedding.
         """
-        out = self.encode(batch["gene_ids"], batch["values"], batch["pad_mask"], commit_weight, diversity_weight)
-        dist = self.decoder(out.z_q, self.gene_embeddings(), batch["library"], batch["measured"])
-        counts = batch["counts"]
-        measured = batch["measured"].expand_as(counts)
-        logp = dist.log_prob(counts)
+        if batch.counts is None:
+            raise ValueError("the batch has no targets: make it with make_batch(..., with_targets=True)")
+        weights = weights if weights is not None else LossWeights()
+        out = self.encode(batch.gene_ids, batch.values, batch.pad_mask, weights.commit, weights.diversity)
+        dist = self.decoder(out.z_q, self.gene_embeddings(), batch.library, batch.measured)
+        measured = batch.measured.expand_as(batch.counts)
+        logp = dist.log_prob(batch.counts)
         logp = torch.where(measured, logp, torch.zeros_like(logp))
         # per-cell sum over measured genes (scVI's convention), in units of 1,000 genes so the scale does not
         # depend on the dataset; a per-gene mean drowns the signal of 10k+ genes under the masked term
         nll = -(logp.sum(-1) / 1000.0).mean()
-        masked = batch.get("masked")
-        if masked is not None and masked.any():
-            masked_nll = -(logp * masked).sum() / masked.sum()
-        else:
-            masked_nll = nll.new_zeros(())
-        loss = nll + masked_weight * masked_nll + out.q_loss
+        masked_nll = nll.new_zeros(())
+        if batch.masked is not None and batch.masked.any():
+            masked_nll = -(logp * batch.masked).sum() / batch.masked.sum()
+        total = nll + weights.masked * masked_nll + out.q_loss
         contrastive = nll.new_zeros(())
-        if view2 is not None and contrastive_weight > 0:
-            z2, _ = self.cell_embedding(view2["gene_ids"], view2["values"], view2["pad_mask"])
-            contrastive = info_nce(out.z, z2, temperature)
-            loss = loss + contrastive_weight * contrastive
-        return {
-            "loss": loss,
-            "nll": nll.detach(),
-            "masked_nll": masked_nll.detach(),
-            "q_loss": out.q_loss.detach(),
-            "contrastive": contrastive.detach(),
-            "perplexity": out.perplexity.detach(),
-            "codes": out.codes.detach(),
-        }
+        if view2 is not None and weights.contrastive > 0:
+            z2, _ = self.cell_embedding(view2.gene_ids, view2.values, view2.pad_mask)
+            contrastive = info_nce(out.z, z2, weights.temperature)
+            total = total + weights.contrastive * contrastive
+        return LossOutput(total, nll.detach(), masked_nll.detach(), out.q_loss.detach(), contrastive.detach(),
+                          out.perplexity.detach(), out.codes.detach())
+
+    def forward(self, batch: Batch, weights: LossWeights | None = None, view2: Batch | None = None
+                ) -> LossOutput:
+        """:meth:`loss`. DistributedDataParallel synchronises gradients only for calls made through
+        ``forward`` (``ddp(batch, ...)``), so the trainer calls the wrapper; everything else calls ``loss``."""
+        return self.loss(batch, weights, view2)
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from foundation.tasks._common import get_obs, get_rep
+from foundation.tasks.inputs import get_obs, get_rep
 
 __all__ = ["transfer_labels", "transfer_labels_across", "macro_f1", "predict_property", "GenePanelWarning"]
 

@@ -11,7 +11,7 @@ import pandas as pd
 from anndata import AnnData
 
 from foundation.data.validate import get_counts
-from foundation.tasks._common import get_obs, get_rep
+from foundation.tasks.inputs import get_obs, get_rep
 
 __all__ = ["leiden", "pca_baseline", "cluster_scores", "best_leiden_scores"]
 

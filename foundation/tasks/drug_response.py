@@ -26,7 +26,7 @@ import pandas as pd
 from anndata import AnnData
 
 from foundation.errors import MissingKeyError
-from foundation.tasks._common import get_rep
+from foundation.tasks.inputs import get_rep
 
 __all__ = [
     "drug_response_features",

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from foundation.tasks._common import get_obs, get_rep
+from foundation.tasks.inputs import get_obs, get_rep
 
 __all__ = ["perturbation_effects", "energy_distance_test"]
 

@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
 from foundation.config import TrainConfig
-from foundation.nn.module import CellVQModule
+from foundation.nn.module import CellVQModule, LossOutput, LossWeights
 from foundation.tokens import make_batch, random_panel, thin_counts, to_device
 from foundation.train.distributed import DistInfo, all_reduce_mean
 
@@ -233,6 +233,8 @@ class Trainer:
         result = TrainResult()
         t0 = time.perf_counter()
         quantizer = self.module.quantizer
+        weights = LossWeights(cfg.commit_weight, cfg.diversity_weight, cfg.masked_weight, cfg.contrastive_weight,
+                              cfg.contrastive_temperature)
         for epoch in range(self.epoch, cfg.epochs):
             self.epoch = epoch
             if hasattr(stream, "set_epoch"):
@@ -264,9 +266,8 @@ class Trainer:
                 sync = (micro + 1) % cfg.grad_accum == 0
                 ctx = self.model.no_sync() if (self.dist.enabled and not sync) else contextlib.nullcontext()
                 with ctx, self._autocast():
-                    out = self.model(batch, cfg.commit_weight, cfg.diversity_weight, cfg.masked_weight,
-                                     view2, cfg.contrastive_weight, cfg.contrastive_temperature)
-                    loss = out["loss"] / cfg.grad_accum
+                    out = self.model(batch, weights, view2)
+                    loss = out.loss / cfg.grad_accum
                 loss.backward()
                 micro += 1
                 n = counts.shape[0]
@@ -279,7 +280,7 @@ class Trainer:
                     self.scheduler.step()
                     self.step += 1
                     if self.step % cfg.log_every == 0 or self.step == 1:
-                        rec = {k: float(all_reduce_mean(out[k].detach().float(), self.dist)) for k in ("loss", "nll", "masked_nll", "q_loss", "contrastive", "perplexity")}
+                        rec = {k: float(all_reduce_mean(getattr(out, k).detach().float(), self.dist)) for k in LossOutput.LOGGED}
                         rec.update(step=self.step, epoch=epoch, tau=self._tau(), lr=self.scheduler.get_last_lr()[0])
                         result.history.append(rec)
                         bar.set_postfix(loss=f"{rec['loss']:.3f}", ppl=f"{rec['perplexity']:.0f}", tau=f"{rec['tau']:.2f}")

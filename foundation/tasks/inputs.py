@@ -1,4 +1,4 @@
-"""Helpers shared by the zero-shot tasks."""
+"""Inputs of the zero-shot tasks: a representation (obsm key or X) and an obs column, errors naming the fix."""
 
 from __future__ import annotations
 
