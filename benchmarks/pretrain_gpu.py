@@ -124,7 +124,7 @@ def run(rc: RunConfig, out: Path) -> dict:
     probe, probe_s = pretrain(files, vocab, cfg, rc, hold, 1, rc.probe_cells, None)
     probe_cps = float(probe.metadata["train_cells_per_second"])
     cfg = probe.config  # n_genes filled in
-    per_epoch = cells_per_epoch(files, vocab, hold, rc.max_cells_per_file)
+    per_epoch = epoch_cells(files, vocab, hold, rc.max_cells_per_file)
     left = rc.budget_s - (time.perf_counter() - t_start) - 30.0  # init, SVD start and the last save
     epochs = max(1, int(left * probe_cps * 0.9 // per_epoch))
     if torch.cuda.is_available():
@@ -152,13 +152,12 @@ def run(rc: RunConfig, out: Path) -> dict:
     return report
 
 
-def cells_per_epoch(files, vocab, hold: set[tuple[str, str]], cap: int) -> int:
-    """Training cells per epoch: each file's cells less its held-out ones, at most ``cap``."""
+def epoch_cells(files, vocab, hold: set[tuple[str, str]], cap: int) -> int:
+    """Training cells per epoch, counted as the trainer draws them (:func:`foundation.train.trainer.cells_per_epoch`)."""
     from foundation.data import CountsStream
+    from foundation.train.trainer import cells_per_epoch
 
-    held = pd.Series([f for f, _ in hold]).value_counts().to_dict() if hold else {}
-    return sum(min(fi.n_obs - held.get(Path(fi.path).name, 0), cap)
-               for fi in CountsStream(files, vocab, shuffle=False).files)
+    return cells_per_epoch(CountsStream(files, vocab, shuffle=False), cap, hold)
 
 
 def markdown(r: dict) -> str:

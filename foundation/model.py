@@ -159,7 +159,7 @@ class CellVQ:
         """
         from foundation.data import CountsStream
         from foundation.train import distributed
-        from foundation.train.trainer import Trainer, seed_everything
+        from foundation.train.trainer import Trainer, cells_per_epoch, seed_everything
 
         train = train or TrainConfig()
         info = distributed.setup(device)
@@ -177,11 +177,7 @@ class CellVQ:
             model = cls.from_config(config or CellVQConfig.tiny(), vocab)
         stream = CountsStream(paths, model.vocab, block_size=train.block_size, shuffle=True, seed=train.seed,
                               rank=info.rank, world_size=info.world_size)
-        n_cells = stream.n_cells
-        if train.max_cells_per_file is not None:
-            n_cells = sum(min(f.n_obs, train.max_cells_per_file) for f in stream.files)
-        if holdout:
-            n_cells -= len(holdout)
+        n_cells = cells_per_epoch(stream, train.max_cells_per_file, holdout)  # held-out cells first, then the cap
         if resume is None:
             from foundation.train.trainer import gene_frequencies, init_sample, svd_gene_init
 

@@ -337,6 +337,31 @@ def test_holdout_cells_are_never_trained_on(tmp_path, pbmc3k):
     assert seen == kang.n_obs - len(hold)
 
 
+def test_epoch_cell_count_drops_heldout_cells_before_the_per_file_cap(tmp_path):
+    """The epoch length (and so the LR schedule and DDP step count) is the number of cells the trainer really
+    draws: held-out cells leave a file first, then the cap counts training cells. Subtracting every held-out
+    cell after capping (the old count) undercounted a capped file by its held-out cells."""
+    from foundation.data import CountsStream
+    from foundation.train.trainer import Trainer, cells_per_epoch
+
+    path = datasets.dataset_path("kang_ifnb")
+    kang = datasets.kang_ifnb()
+    hold = holdout_set(read_holdout_from(kang, path.name, tmp_path))
+    stale = {(path.name, "no-such-cell"), ("not_in_corpus.h5ad", kang.obs_names[0])}
+    m = foundation.CellVQ.from_config(CellVQConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, code_bits=4),
+                                      foundation.CellVQ.load(pretrained_path()).vocab)
+    stream = CountsStream([path, datasets.dataset_path("pbmc3k")], m.vocab, block_size=128, shuffle=False)
+    n_kang, n_pbmc = kang.n_obs - len(hold), stream.files[1].n_obs
+    for cap in (None, 1000, n_kang - 5, n_kang + 5):
+        trainer = Trainer(m.module, TrainConfig(batch_size=1000, max_cells_per_file=cap))
+        seen = sum(c.shape[0] for c, _ in trainer._minibatches(stream, hold | stale, {}))
+        expect = n_kang + n_pbmc if cap is None else min(cap, n_kang) + min(cap, n_pbmc)
+        assert cells_per_epoch(stream, cap, hold | stale) == seen == expect, cap
+    cap = n_kang - 5  # caps both files
+    old = min(kang.n_obs, cap) + min(n_pbmc, cap) - len(hold)  # the count before the fix
+    assert cells_per_epoch(stream, cap, hold) - old == len(hold)
+
+
 def test_mixed_minibatches_span_files():
     """`mix_cells` pools blocks of several files and draws minibatches across them: every cell is used once,
     batches mix the two experiments, and each row carries its own file's measured-gene mask."""

@@ -58,6 +58,31 @@ class TrainResult:
         return self.cells_seen / max(self.seconds, 1e-9)
 
 
+def cells_per_epoch(stream, max_cells_per_file: int | None = None,
+                    holdout: set[tuple[str, str]] | None = None) -> int:
+    """Training cells one epoch reads from ``stream``, counted the way :meth:`Trainer.fit` draws them: a
+    file's held-out cells are dropped first, then the file gives at most ``max_cells_per_file`` of the rest
+    (the cap counts training cells, as in :mod:`foundation.codes`). Held-out names that are not cells of
+    a corpus file count for nothing. Empty cells, also skipped in training, are not read here."""
+    from foundation.data.stream import open_h5ad_matrix
+
+    by_file: dict[str, set[str]] = {}
+    for file_name, obs_name in holdout or ():
+        by_file.setdefault(file_name, set()).add(obs_name)
+    total = 0
+    for f in stream.files:
+        held = by_file.get(Path(f.path).name)
+        n = f.n_obs
+        if held:
+            h = open_h5ad_matrix(f.path)
+            try:
+                n -= len(held.intersection(h.obs_names))
+            finally:
+                h.close()
+        total += n if max_cells_per_file is None else min(n, max_cells_per_file)
+    return int(total)
+
+
 @dataclass
 class InitSample:
     """Cells for the data-driven starts: per file, raw counts (vocabulary coordinates) and the genes it
