@@ -106,3 +106,40 @@ def test_wrong_password(neo4j_live):
         open_store(neo4j_live.uri, user=neo4j_live.user, password="definitely-not-the-password")
     assert "definitely-not-the-password" not in str(err.value)
     assert "NEO4J_PASSWORD" in str(err.value)
+
+
+def test_a_named_query_is_one_transaction(written, tables):
+    """Every read of a named query (run, state and gene lookups, the answer) runs in one session and one
+    read transaction: one commit per question instead of one per statement, one snapshot, and the whole
+    question retried on transient errors. Errors raised inside (an unknown state) still come out as
+    the store's own errors."""
+    driver = written._driver
+    opened = []
+    session = driver.session
+
+    def counting(**kwargs):
+        opened.append(kwargs)
+        return session(**kwargs)
+
+    driver.session = counting
+    try:
+        run = tables.run_id
+        calls = {
+            "markers": lambda: written.markers("B", top=5, run_id=run),
+            "compare_states": lambda: written.compare_states("Naive CD4 T", "Memory CD4 T", run_id=run).markers,
+            "gene_network": lambda: written.gene_network("LYZ", depth=1, run_id=run).edges,
+            "compare_runs": lambda: written.compare_runs("B", run, run),
+            "grn_edges": lambda: written.grn_edges(run_id=run),
+        }
+        for name, call in calls.items():
+            opened.clear()
+            assert not call().empty, name
+            assert len(opened) == 1, (name, len(opened))
+            assert opened[0]["default_access_mode"] == "READ"
+        opened.clear()
+        with pytest.raises(graphdb.NotFoundError, match="no state 'no-such-state'"):
+            written.markers("no-such-state", run_id=run)
+        assert len(opened) == 1
+    finally:
+        driver.session = session
+    assert written._local.tx is None

@@ -10,6 +10,7 @@ same Python post-processing.
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import uuid
 from abc import ABC, abstractmethod
@@ -24,7 +25,7 @@ import pandas as pd
 
 from .. import queries as q
 from ..errors import AmbiguousStateError, NotFoundError, ReadOnlyViolation
-from ..export import GRN_FORMATS, grn_graph, write_grn
+from ..export import GRN_FORMATS, export_edges
 from ..readonly import check_read_only
 from ..schema import GRN_TYPES, RELATIONSHIPS, STATUS_COMPLETE, RunTables, run_labels
 
@@ -34,6 +35,19 @@ log = logging.getLogger("graphdb")
 StepHook = Callable[[str, int], None]
 
 DEFAULT_BATCH_SIZE = 10_000
+
+
+def one_read(method):
+    """Run every read of a named query in one read transaction of the backend (:meth:`GraphStore._reading`):
+    the run, state and gene lookups and the answer see one snapshot, and on Neo4j they share one
+    session and one transaction (one commit) instead of one each, and the whole query is retried on
+    transient errors. Nested calls join the outer transaction."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        return self._reading(lambda: method(self, *args, **kwargs))
+
+    return wrapper
 
 
 @dataclass
@@ -124,6 +138,10 @@ class GraphStore(ABC):
     def _read(self, statement: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Run a named read statement from :mod:`graphdb.queries`."""
 
+    def _reading(self, work: Callable[[], Any]) -> Any:
+        """Call ``work`` (a named query) with its reads in one read transaction; a plain call by default."""
+        return work()
+
     @abstractmethod
     def _write(self, statement: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         """Run a named write statement in its own (retried, where supported) transaction."""
@@ -163,10 +181,12 @@ class GraphStore(ABC):
 
     # ---- runs -----------------------------------------------------------------------------------
 
+    @one_read
     def runs(self) -> pd.DataFrame:
         """All runs in the store, newest first, with their ``status`` (``writing`` / ``complete``)."""
         return self._read(q.RUNS)
 
+    @one_read
     def resolve_run(self, run_id: str | None = None) -> str:
         """``run_id`` checked to be complete, or the latest complete run when ``None``."""
         if run_id is None:
@@ -200,6 +220,7 @@ class GraphStore(ABC):
             )
         return run_id
 
+    @one_read
     def resolve_state(self, state: str, run_id: str | None = None) -> dict[str, Any]:
         """Find a state of a run by ``stateId`` or, failing that, by ``name``.
 
@@ -227,6 +248,7 @@ class GraphStore(ABC):
             + f" The run has {len(states)} states, e.g. {names[:8]}"
         )
 
+    @one_read
     def resolve_gene(self, gene: str) -> str:
         """The stored symbol of ``gene`` (a symbol or an Ensembl ID); clear error when unknown."""
         found = self._read(q.GENE_LOOKUP, {"gene": str(gene)})
@@ -243,6 +265,7 @@ class GraphStore(ABC):
 
     # ---- named queries --------------------------------------------------------------------------
 
+    @one_read
     def markers(
         self, state: str, top: int = 20, *, run_id: str | None = None, include_negative: bool = False
     ) -> pd.DataFrame:
@@ -257,6 +280,7 @@ class GraphStore(ABC):
         params = {"runId": st["runId"], "stateUid": st["uid"], "top": top, "minScore": _min_score(include_negative)}
         return self._read(q.MARKERS, params)
 
+    @one_read
     def states_for_gene(
         self, symbol: str, *, run_id: str | None = None, include_negative: bool = False
     ) -> pd.DataFrame:
@@ -270,6 +294,7 @@ class GraphStore(ABC):
         gene = self.resolve_gene(symbol)
         return self._read(q.STATES_FOR_GENE, {"runId": run, "symbol": gene, "minScore": _min_score(include_negative)})
 
+    @one_read
     def subtype_graph(self, cell_type: str, *, run_id: str | None = None) -> Subgraph:
         """A cell type, its subtypes (``SUBTYPE_OF``, any depth) and the ``BRIDGES`` among them.
 
@@ -294,6 +319,7 @@ class GraphStore(ABC):
         nodes = nodes.drop(columns=["uid"]).reset_index(drop=True)
         return Subgraph(nodes=nodes, edges=edges, node_key="stateId")
 
+    @one_read
     def gene_network(
         self,
         symbol: str,
@@ -330,6 +356,7 @@ class GraphStore(ABC):
         nodes = self._read(q.GENES_BY_SYMBOL, {"symbols": symbols}).sort_values("symbol", ignore_index=True)
         return Subgraph(nodes=nodes, edges=edges, node_key="symbol")
 
+    @one_read
     def state_properties(self, state: str, *, run_id: str | None = None) -> pd.DataFrame:
         """Properties associated with a state, by attention.
 
@@ -348,6 +375,7 @@ class GraphStore(ABC):
             out["fraction"] = pd.Series(dtype=float)
         return out
 
+    @one_read
     def compare_states(
         self, a: str, b: str, *, run_id: str | None = None, top: int | None = 50, include_negative: bool = False
     ) -> StateComparison:
@@ -389,6 +417,7 @@ class GraphStore(ABC):
             raise TypeError("params must be a dict of parameter name -> value")
         return self._read_user(cypher, dict(params or {}))
 
+    @one_read
     def grn_edges(
         self, *, run_id: str | None = None, kinds: Sequence[str] = GRN_TYPES, min_weight: float = float("-inf")
     ) -> pd.DataFrame:
@@ -428,10 +457,11 @@ class GraphStore(ABC):
                 + (f" with weight >= {min_weight}" if min_weight != float("-inf") else "")
                 + "; nothing to export. Try kinds=('REGULATES', 'CO_EXPRESSED') or a lower min_weight."
             )
-        return write_grn(grn_graph(edges), path, format)
+        return export_edges(edges, path, format)
 
     # ---- bookkeeping ----------------------------------------------------------------------------
 
+    @one_read
     def counts(self, run_id: str | None = None) -> dict[str, int]:
         """Node and relationship counts: of the whole store, or of one run's own facts."""
         out: dict[str, int] = {}
@@ -467,6 +497,7 @@ class GraphStore(ABC):
         runs = self.runs()
         return runs[runs["status"] == STATUS_COMPLETE].reset_index(drop=True) if complete_only else runs
 
+    @one_read
     def runs_with_marker(
         self, symbol: str, *, max_rank: int = 1_000_000, include_negative: bool = False
     ) -> pd.DataFrame:
@@ -478,6 +509,7 @@ class GraphStore(ABC):
         params = {"symbol": gene, "minScore": _min_score(include_negative), "maxRank": _positive_int(max_rank, "max_rank")}
         return self._read(q.RUNS_WITH_MARKER, params)
 
+    @one_read
     def perturbation_effects(
         self, perturbation: str, top: int = 20, *, run_id: str | None = None, predicted: bool | None = None
     ) -> pd.DataFrame:
@@ -503,6 +535,7 @@ class GraphStore(ABC):
                 )
         return _with_bool_predicted(out)
 
+    @one_read
     def perturbations_shifting(
         self, symbol: str, *, run_id: str | None = None, max_rank: int = 20, predicted: bool | None = None
     ) -> pd.DataFrame:
@@ -517,6 +550,7 @@ class GraphStore(ABC):
                   "predicted": _predicted_flags(predicted)}
         return _with_bool_predicted(self._read(q.PERTURBATIONS_SHIFTING, params))
 
+    @one_read
     def compare_runs(
         self, state: str, run_a: str, run_b: str, *, top: int | None = None, include_negative: bool = False
     ) -> pd.DataFrame:

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -105,6 +106,7 @@ class Neo4jStore(UnwindWriter):
         )
         del auth, password
         self._closed = False
+        self._local = threading.local()  # .tx: the read transaction of the named query running in this thread
         try:
             self._driver.verify_connectivity()
             if not read_only:
@@ -126,11 +128,14 @@ class Neo4jStore(UnwindWriter):
         self._closed = True
         self._driver.close()
 
-    def _session(self, read: bool):
+    def _session(self, read: bool, named: bool = False):
+        """A session; ``named``: for the project's own statements, whose optional columns (evidence a run
+        did not record) would otherwise draw a "property key does not exist" notification per query."""
         if self._closed:
             raise GraphDBError(f"the store at {self.target} is closed; open it again with open_store()")
         mode = self._neo4j.READ_ACCESS if read else self._neo4j.WRITE_ACCESS
-        return self._driver.session(database=self.database, default_access_mode=mode)
+        quiet = {"notifications_min_severity": "OFF"} if named else {}
+        return self._driver.session(database=self.database, default_access_mode=mode, **quiet)
 
     @staticmethod
     def _frame(tx, statement: str, params: Mapping[str, Any]) -> pd.DataFrame:
@@ -139,10 +144,39 @@ class Neo4jStore(UnwindWriter):
         rows = result.data()
         return pd.DataFrame(rows, columns=keys)
 
-    def _read(self, statement: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    @staticmethod
+    def _values(tx, statement: str, params: Mapping[str, Any]) -> pd.DataFrame:
+        """A named statement's rows (scalars and lists only, so no conversion of graph types is needed)."""
+        result = tx.run(statement, dict(params))
+        keys = list(result.keys())
+        return pd.DataFrame(result.values(), columns=keys)
+
+    def _reading(self, work: Callable[[], Any]) -> Any:
+        if getattr(self._local, "tx", None) is not None:
+            return work()  # a named query inside another: same transaction
+
+        def in_transaction(tx):
+            self._local.tx = tx
+            try:
+                return work()
+            finally:
+                self._local.tx = None
+
         try:
-            with self._session(read=True) as session:
-                return session.execute_read(self._frame, statement, params or {})
+            with self._session(read=True, named=True) as session:
+                return session.execute_read(in_transaction)
+        except GraphDBError:
+            raise
+        except Exception as exc:
+            raise self._translate(exc) from exc
+
+    def _read(self, statement: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        tx = getattr(self._local, "tx", None)
+        if tx is not None:  # driver errors go to execute_read, which retries transient ones and rolls back
+            return self._values(tx, statement, params or {})
+        try:
+            with self._session(read=True, named=True) as session:
+                return session.execute_read(self._values, statement, params or {})
         except GraphDBError:
             raise
         except Exception as exc:
