@@ -234,8 +234,9 @@ def _run_pipeline(adata, model, req: RunRequest):
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from cellvq import pipeline
+    from cellvq.progress import PIPELINE_STEPS
 
-    steps = ["embed", "graph", "markers", "subtypes", "gene_network", "tables", "store"]
+    steps = list(PIPELINE_STEPS)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as prog:
         task = prog.add_task("starting", total=len(steps))
 

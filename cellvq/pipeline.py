@@ -90,6 +90,42 @@ def _step(name: str, timings: dict[str, float], on_step: Callable[[str], None] |
     return _T()
 
 
+#: Fewer cells than this and scrublet's simulated doublets say nothing: the run skips the doublet call.
+MIN_DOUBLET_CELLS = 100
+
+
+def score_doublets_or_skip(adata, layer: str | None) -> bool:
+    """Scrublet on the raw counts (``obs["doublet_score"]``, ``obs["predicted_doublet"]``, see
+    :mod:`cellvq_graph.doublets`), so that every bridge is reported beside the doublet call of its cells.
+    ``False`` (with a warning) when the data have too few cells for it."""
+    from cellvq_graph.doublets import DoubletConfig, score_doublets
+
+    if adata.n_obs < MIN_DOUBLET_CELLS:
+        warnings.warn(f"{adata.n_obs} cells: too few for scrublet (needs {MIN_DOUBLET_CELLS}); bridges are "
+                      "stored without a doublet call", stacklevel=3)
+        return False
+    score_doublets(adata, DoubletConfig(layer=layer))
+    return True
+
+
+def bridge_doublet_table(adata, inter: pd.DataFrame) -> pd.DataFrame | None:
+    """Per bridge (every pair of states with intermediate cells): doublet score, share called, enrichment
+    over the data's share and its one-sided binomial p-value (:func:`cellvq_graph.doublets.bridge_doublets`)."""
+    from cellvq_graph.doublets import DoubletConfig, bridge_doublets
+
+    return bridge_doublets(adata, inter, DoubletConfig(min_bridge_cells=1)) if len(inter) else None
+
+
+def doublet_summary(adata, inter: pd.DataFrame, scored: bool) -> dict[str, float]:
+    """The run summary's doublet figures: share of all cells called doublets and of intermediate cells."""
+    if not scored:
+        return {}
+    called = adata.obs["predicted_doublet"].astype(bool)
+    inter_cells = called.reindex(inter["cell"].astype(str)) if len(inter) else called.iloc[:0]
+    return {"doublet_share": round(float(called.mean()), 4),
+            "intermediate_doublet_share": round(float(inter_cells.mean()), 4) if len(inter_cells) else 0.0}
+
+
 def run(
     adata,
     db: str | Path | None = None,
@@ -151,6 +187,9 @@ def run(
         model.embed(adata, layer=layer, progress=progress)
         adata.obs["cellvq_code"] = adata.obs["cellvq_code"].astype(str).astype("category")
 
+    with _step("doublets", timings, on_step):
+        scored = score_doublets_or_skip(adata, layer)
+
     with _step("graph", timings, on_step), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*not in adata.obs.*")
         props = [p for p in properties if p in adata.obs]
@@ -173,6 +212,7 @@ def run(
                 groups = {str(t): str(t) for t in chosen}
                 subtypes = cg.subtypes(adata, groups, groupby=label_key, seed=seed, key_added="cellvq_graph_subtype")
         inter = cg.intermediate_states(adata, groupby=label_key or "cellvq_code")
+        bridge_dbl = bridge_doublet_table(adata, inter) if scored else None
 
     with _step("gene_network", timings, on_step):
         net = cg.gene_network(adata, seed=seed)
@@ -184,7 +224,7 @@ def run(
             adata, model, markers, subtypes, inter, net, prop_imp, run_id=run_id, dataset_id=dataset_id,
             dataset_name=dataset_name or dataset_id, label_key=label_key, properties=props,
             expresses_top_k=expresses_top_k, graph_epochs=graph_epochs, seed=seed, command=command,
-            regulatory=reg_edges,
+            regulatory=reg_edges, bridge_doublets=bridge_dbl,
         )
     if db is not None:
         import graphdb
@@ -205,6 +245,7 @@ def run(
         "gene_match_rate": round(float(u["gene_match_rate"]), 4),
         "count_match_rate": round(float(u["count_match_rate"]), 4),
         "intermediate_cells": int(len(inter)),
+        **doublet_summary(adata, inter, scored),
         "gene_network_nodes": net.number_of_nodes(),
         "gene_network_edges": net.number_of_edges(),
         "gene_modules": len({d.get("module") for _, d in net.nodes(data=True)}),

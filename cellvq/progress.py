@@ -3,8 +3,8 @@
 ``PhaseLog(steps)`` is an ``on_step`` callback of :func:`cellvq.pipeline.run`: each call prints the phase
 that starts, with the time the previous one took, e.g.::
 
-    cellvq: embed (1/7) ...
-    cellvq: graph (2/7) ... [embed 3.1 s]
+    cellvq: embed (1/8) ...
+    cellvq: doublets (2/8) ... [embed 3.1 s]
     cellvq: done in 41.2 s [store 0.8 s]
 """
 
@@ -17,7 +17,7 @@ from typing import TextIO
 
 __all__ = ["PIPELINE_STEPS", "PhaseLog"]
 
-PIPELINE_STEPS = ("embed", "graph", "markers", "subtypes", "gene_network", "tables", "store")
+PIPELINE_STEPS = ("embed", "doublets", "graph", "markers", "subtypes", "gene_network", "tables", "store")
 
 
 class PhaseLog:

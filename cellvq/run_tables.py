@@ -53,13 +53,14 @@ REGULATES_COLUMNS = {
 
 def to_run_tables(
     adata, model, markers, subtypes, inter, net, prop_imp, *, run_id, dataset_id, dataset_name, label_key,
-    properties, expresses_top_k=5, graph_epochs=100, seed=0, command=None, regulatory=None,
+    properties, expresses_top_k=5, graph_epochs=100, seed=0, command=None, regulatory=None, bridge_doublets=None,
 ):
     """Map the read-outs onto ``graphdb.RunTables`` (camelCase tables of plain values).
 
     States carry the descriptions of :func:`cellvq_graph.describe_states` (subtypes also its one-line
     name); ``regulatory`` (a :func:`cellvq_graph.regulatory_network` table) becomes ``regulates`` with its
-    evidence columns (:func:`regulates_table`). ``model`` is accepted for compatibility and unused (the
+    evidence columns (:func:`regulates_table`); ``bridge_doublets`` (a
+    :func:`cellvq_graph.doublets.bridge_doublets` table) adds the doublet call to each bridge. ``model`` is accepted for compatibility and unused (the
     checkpoint is read from ``adata.uns["cellvq"]``).
     """
     import graphdb
@@ -79,7 +80,7 @@ def to_run_tables(
         co_expressed=co_expressed,
         regulates=regulates,
         subtype_of=subtype_of_table(subtypes),
-        bridges=bridges_table(inter, label_key),
+        bridges=bridges_table(inter, label_key, bridge_doublets),
         associated_with=associated_with_table(prop_imp, label_key),
         expresses=expresses,
     )
@@ -283,8 +284,15 @@ def markers_table(markers: dict[str, pd.DataFrame], subtypes, label_key: str | N
     return pd.DataFrame(rows)
 
 
-def bridges_table(inter: pd.DataFrame, label_key: str | None) -> pd.DataFrame:
-    """One ``BRIDGES`` row per unordered state pair of the intermediate cells: mean score, cell count."""
+BRIDGE_DOUBLET_COLUMNS = {"doublet_score": "doubletScore", "doublet_share": "doubletShare",
+                          "enrichment": "doubletEnrichment", "p_value": "doubletP"}
+
+
+def bridges_table(inter: pd.DataFrame, label_key: str | None, doublets: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One ``BRIDGES`` row per unordered state pair of the intermediate cells: mean score, cell count and,
+    with ``doublets`` (:func:`cellvq_graph.doublets.bridge_doublets`), the doublet call of its cells
+    (``doubletScore`` mean scrublet score, ``doubletShare`` called, ``doubletEnrichment`` over the data's
+    share, ``doubletP`` one-sided binomial p-value)."""
     kind = _main_kind(label_key)
     rows = []
     if len(inter):
@@ -292,8 +300,12 @@ def bridges_table(inter: pd.DataFrame, label_key: str | None) -> pd.DataFrame:
         pairs[["a", "b"]] = np.sort(pairs[["a", "b"]].to_numpy(), axis=1)
         for (a, b), grp in pairs.groupby(["a", "b"]):
             rows.append({"stateA": state_id(kind, a), "stateB": state_id(kind, b),
-                         "score": float(grp["score"].mean()), "nCells": int(len(grp))})
-    return pd.DataFrame(rows, columns=["stateA", "stateB", "score", "nCells"])
+                         "score": float(grp["score"].mean()), "nCells": int(len(grp)), "bridge": f"{a}|{b}"})
+    out = pd.DataFrame(rows, columns=["stateA", "stateB", "score", "nCells", "bridge"])
+    if doublets is not None and len(doublets):
+        calls = doublets.set_index("bridge")[list(BRIDGE_DOUBLET_COLUMNS)].rename(columns=BRIDGE_DOUBLET_COLUMNS)
+        out = out.join(calls, on="bridge")
+    return out.drop(columns="bridge")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -273,6 +273,9 @@ RELATIONSHIPS: dict[str, RelSpec] = {
         _rel(
             "BRIDGES", "CellState", "CellState", "bridges", ("stateA", "stateB"),
             _p("score", DOUBLE, required=True), _p("nCells", INT64),
+            # the doublet call of the bridge's cells (scrublet): a bridge of doublets is not a state
+            _p("doubletScore", DOUBLE), _p("doubletShare", DOUBLE), _p("doubletEnrichment", DOUBLE),
+            _p("doubletP", DOUBLE),
         ),
         _rel(
             "ASSOCIATED_WITH", "CellState", "Property", "associated_with", ("stateId", "propertyId"),

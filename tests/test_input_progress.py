@@ -20,8 +20,8 @@ def _subset(pbmc3k, n=300):
 def test_pipeline_prints_phases_unless_quiet(pbmc3k, capsys):
     pipeline.run(_subset(pbmc3k), graph_epochs=2)
     err = capsys.readouterr().err
-    for i, step in enumerate(["embed", "graph", "markers", "subtypes", "gene_network", "tables"], 1):
-        assert f"cellvq: {step} ({i}/7) ..." in err, err
+    for i, step in enumerate(["embed", "doublets", "graph", "markers", "subtypes", "gene_network", "tables"], 1):
+        assert f"cellvq: {step} ({i}/8) ..." in err, err
     assert re.search(r"cellvq: done in \d+\.\d s \[tables \d+\.\d s\]", err), err
     pipeline.run(_subset(pbmc3k), graph_epochs=2, quiet=True)
     assert "cellvq:" not in capsys.readouterr().err
@@ -34,5 +34,5 @@ def test_cli_run_off_terminal_times_the_report(pbmc3k, tmp_path):
                                    "--graph-epochs", "2"])
     assert res.exit_code == 0, res.output
     text = res.output
-    assert "step 1/7: embed" in text and "cellvq: embed" not in text  # the CLI's own lines, not twice
+    assert "step 1/8: embed" in text and "step 2/8: doublets" in text and "cellvq: embed" not in text  # the CLI's own lines, not twice
     assert re.search(r"writing the report .* \.\.\.\s+report written in \d+\.\d s", text, re.S), text

@@ -24,7 +24,8 @@ def test_the_result_is_composed_of_the_per_table_functions(res):
                                   **same)
     pd.testing.assert_frame_equal(t.markers, run_tables.markers_table(res.markers, res.subtypes, res.label_key),
                                   **same)
-    pd.testing.assert_frame_equal(t.bridges, run_tables.bridges_table(res.intermediates, res.label_key), **same)
+    dbl = pipeline.bridge_doublet_table(res.adata, res.intermediates)
+    pd.testing.assert_frame_equal(t.bridges, run_tables.bridges_table(res.intermediates, res.label_key, dbl), **same)
     assert res.label_key == "cell_type" and '"labelKey": "cell_type"' in t.run["parameters"]
 
 
@@ -68,3 +69,30 @@ def test_genes_cover_every_gene_a_table_mentions(res):
     assert per_cell.size().max() == 5
     first = t.expresses.groupby("cellId").head(1).set_index("cellId")["attention"]
     assert (first >= per_cell.max().loc[first.index] - 1e-9).all()
+
+
+def test_every_bridge_carries_the_doublet_call_of_its_cells(res, tmp_path):
+    """The run scores doublets (scrublet on the raw counts) and each BRIDGES row carries its cells' call:
+    the share called equals the share of its intermediate cells with predicted_doublet, the mean score
+    theirs; the figures reach the store and the summary."""
+    import graphdb
+
+    obs, br, inter = res.adata.obs, res.tables.bridges, res.intermediates
+    assert {"doublet_score", "predicted_doublet"} <= set(obs) and obs["doublet_score"].between(0, 1).all()
+    assert 0 < res.summary["doublet_share"] < 0.2  # PBMCs from one 10x lane: a few percent
+    assert len(br) and br["doubletShare"].between(0, 1).all() and br["doubletP"].between(0, 1).all()
+    pair = inter.apply(lambda r: "|".join(sorted((str(r.state_a), str(r.state_b)))), axis=1)
+    kind = br["stateA"].str.split(":", n=1).str[0].iloc[0]
+    for r in br.itertuples(index=False):
+        cells = inter.loc[pair == f"{r.stateA.split(':', 1)[1]}|{r.stateB.split(':', 1)[1]}", "cell"].astype(str)
+        assert len(cells) == r.nCells and r.stateA.startswith(kind)
+        assert r.doubletShare == pytest.approx(obs.loc[cells, "predicted_doublet"].astype(bool).mean())
+        assert r.doubletScore == pytest.approx(obs.loc[cells, "doublet_score"].astype(float).mean(), rel=1e-5)
+    called = obs.loc[inter["cell"].astype(str), "predicted_doublet"].astype(bool).mean()
+    assert res.summary["intermediate_doublet_share"] == pytest.approx(called, abs=1e-4)
+    with graphdb.open_store(tmp_path / "s.lbug") as store:
+        store.write_run(res.tables)
+        back = store.query("MATCH (a:CellState)-[b:BRIDGES]->(c:CellState) RETURN a.stateId AS stateA, "
+                           "c.stateId AS stateB, b.doubletShare AS doubletShare ORDER BY stateA, stateB")
+    want = br.sort_values(["stateA", "stateB"], ignore_index=True)
+    np.testing.assert_allclose(back["doubletShare"].astype(float), want["doubletShare"].astype(float))

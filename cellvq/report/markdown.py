@@ -177,8 +177,18 @@ def _bridges(res) -> list[str]:
     if br is None or not len(br):
         return lines + ["No intermediate cells were found."]
     br = br.sort_values("nCells", ascending=False)
+    header = ["state A", "state B", "intermediate cells", "mean score"]
     rows = [[r.stateA, r.stateB, f"{int(r.nCells):,}", f"{float(r.score):.2f}"] for r in br.itertuples(index=False)]
-    return lines + [md_table(["state A", "state B", "intermediate cells", "mean score"], rows)]
+    if "doubletShare" in br.columns:  # the doublet call of the bridge's cells beside it (scrublet)
+        share = res.summary.get("doublet_share")
+        lines += [f"Beside each bridge, the share of its cells scrublet calls doublets (all cells: {share:.1%}) and "
+                  "the one-sided binomial p-value of that share: a bridge of doublets is not an intermediate "
+                  "state.", ""] if share is not None else []
+        header += ["doublets called", "p (more doublets)"]
+        for row, r in zip(rows, br.itertuples(index=False), strict=True):
+            row += ["-" if pd.isna(r.doubletShare) else f"{float(r.doubletShare):.0%}",
+                    "-" if pd.isna(r.doubletP) else f"{float(r.doubletP):.2g}"]
+    return lines + [md_table(header, rows)]
 
 
 def _modules(res) -> list[str]:

@@ -9,8 +9,12 @@
   managed transaction (``session.execute_write``, retried by the driver on transient errors)
   per ``batch_size`` rows. For large runs write bulk-import files instead
   (:func:`graphdb.bulk_import.write_bulk_import`).
-* Named queries run in ``execute_read``; user queries in a READ-access-mode session, after the
-  client-side write-clause check.
+* A named query runs all its reads (run, state, gene lookups and the answer) in one
+  ``execute_read`` transaction (:func:`graphdb.stores.base.one_read`): one session and one commit
+  per question, one snapshot, the whole question retried on transient errors. Its sessions ask the
+  server for no notifications (optional evidence columns a run did not record would each draw
+  "property key does not exist"). User queries run in a READ-access-mode session, after the
+  client-side write-clause check, with the server's notifications on.
 
 Every statement sent is a constant in :mod:`graphdb.queries` (``NEO4J_STATEMENTS``).
 """
