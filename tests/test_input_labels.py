@@ -81,6 +81,7 @@ def test_run_without_a_terminal_logs_each_step(pbmc3k, tmp_path):
     res = CliRunner().invoke(app, ["run", str(path), "--db", str(tmp_path / "db"), "--graph-epochs", "2",
                                    "--out", str(tmp_path / "report")])
     assert res.exit_code == 0, res.output
-    for k, name in enumerate(["embed", "graph", "markers", "subtypes", "gene_network", "tables", "store"]):
-        assert f"step {k + 1}/7: {name}" in res.output
+    steps = ["embed", "doublets", "graph", "markers", "subtypes", "gene_network", "tables", "store"]
+    for k, name in enumerate(steps):
+        assert f"step {k + 1}/{len(steps)}: {name}" in res.output
     assert "writing the report" in res.output
